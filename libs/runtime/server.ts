@@ -1,0 +1,247 @@
+/**
+ * The Connect servers: HTTP/1.1 on `server.httpPort` (Connect JSON and binary, gRPC-Web,
+ * plain HTTP endpoints) and HTTP/2 on `server.grpcPort` (gRPC, Connect, gRPC-Web), both
+ * from one handler, optionally TLS. Services register their implementation and HTTP
+ * routes; health, `/livez`, `/readyz` and `/metrics` are built in. Listening starts early
+ * so probes answer while modules start; an RPC whose service has not registered yet gets
+ * `unavailable`, not 404.
+ */
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { Code, ConnectError, type ConnectRouter, type Interceptor, type ServiceImpl } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { DescService } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { Health } from '../contracts/grpc/health/v1/health_pb.js';
+import { StartupError } from './errors.js';
+import { healthService, type HealthRegistry } from './health.js';
+import { describeSetting } from './config.js';
+
+/** A request to a plain HTTP route. */
+export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
+/** The response of a plain HTTP route. */
+export type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
+/** Handles a plain HTTP route. */
+export type HttpHandler = (req: HttpRequest, res: HttpResponse) => void | Promise<void>;
+
+/** A plain HTTP route: exact path, or every path under a prefix ending in `/`. */
+export interface HttpRoute {
+  /** `/metrics` (exact) or `/api/v1/` (prefix). */
+  readonly path: string;
+  /** Allowed methods; others get 405. */
+  readonly methods: readonly string[];
+  readonly handler: HttpHandler;
+}
+
+/** Server settings (the `server.*` configuration keys). */
+export interface ServerOptions {
+  readonly host: string;
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+  readonly maxRequestBytes: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+/** What the server needs from the process. */
+export interface ServerDeps {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly health: HealthRegistry;
+  /** Interceptors, outermost first. */
+  readonly interceptors: readonly Interceptor[];
+  /** Module states for `/readyz`. */
+  readiness(): { ready: boolean; modules: ReadonlyMap<string, string> };
+}
+
+/** The process's pair of listeners and everything registered on them. */
+export class RpcServer {
+  readonly #opts: ServerOptions;
+  readonly #deps: ServerDeps;
+  readonly #services: Array<(router: ConnectRouter) => void> = [];
+  readonly #serviceNames = new Set<string>();
+  readonly #routes: HttpRoute[] = [];
+  readonly #shutdown = new AbortController();
+  #handler: ReturnType<typeof connectNodeAdapter>;
+  #http?: http.Server | https.Server;
+  #h2?: http2.Http2Server | http2.Http2SecureServer;
+  readonly #sockets = new Set<Socket>();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: ServerOptions, deps: ServerDeps) {
+    this.#opts = opts;
+    this.#deps = deps;
+    this.#services.push((router) => router.service(Health, healthService(deps.health)));
+    this.#routes.push(
+      { path: '/livez', methods: ['GET', 'HEAD'], handler: (_req, res) => text(res, 200, 'ok\n') },
+      { path: '/readyz', methods: ['GET', 'HEAD'], handler: (_req, res) => this.#readyz(res) },
+      { path: '/metrics', methods: ['GET'], handler: (_req, res) => this.#metrics(res) },
+    );
+    this.#handler = this.#build();
+  }
+
+  /** Registers a service implementation; methods left out answer `unimplemented`. */
+  registerService<T extends DescService>(service: T, impl: Partial<ServiceImpl<T>>): void {
+    this.#services.push((router) => router.service(service, impl));
+    this.#serviceNames.add(service.typeName);
+    this.#handler = this.#build();
+  }
+
+  /** Registers a plain HTTP route (its handler does its own authentication). */
+  registerHttp(route: HttpRoute): void {
+    this.#routes.push(route);
+  }
+
+  /** Aborted when shutdown begins, so long-lived streams can finish. */
+  get shutdownSignal(): AbortSignal {
+    return this.#shutdown.signal;
+  }
+
+  /** Actual HTTP/1.1 port (differs from the option when it was 0). */
+  get httpPort(): number {
+    return (this.#http?.address() as AddressInfo | null)?.port ?? this.#opts.httpPort;
+  }
+
+  /** Actual HTTP/2 port. */
+  get grpcPort(): number {
+    return (this.#h2?.address() as AddressInfo | null)?.port ?? this.#opts.grpcPort;
+  }
+
+  /** Base URLs of both listeners. */
+  get urls(): { http: string; grpc: string } {
+    const scheme = this.#tls ? 'https' : 'http';
+    const host = this.#opts.host.includes(':') ? `[${this.#opts.host}]` : this.#opts.host;
+    return { http: `${scheme}://${host}:${this.httpPort}`, grpc: `${scheme}://${host}:${this.grpcPort}` };
+  }
+
+  get #tls(): boolean {
+    return this.#opts.tlsCertFile !== '' && this.#opts.tlsKeyFile !== '';
+  }
+
+  #build(): ReturnType<typeof connectNodeAdapter> {
+    return connectNodeAdapter({
+      routes: (router) => {
+        for (const register of this.#services) register(router);
+      },
+      interceptors: [...this.#deps.interceptors],
+      readMaxBytes: this.#opts.maxRequestBytes,
+      shutdownSignal: this.#shutdown.signal,
+      fallback: (req, res) => void this.#fallback(req, res as HttpResponse),
+    });
+  }
+
+  async #fallback(req: HttpRequest, res: HttpResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = this.#routes.find((r) => (r.path.endsWith('/') ? path.startsWith(r.path) : path === r.path));
+    if (!route) {
+      // An RPC path whose service has not registered yet (still starting) is unavailable.
+      if (/^\/[a-z0-9_.]+\.[A-Za-z0-9_]+\/[A-Za-z0-9_]+$/.test(path) && req.method === 'POST') {
+        const err = new ConnectError('service not available on this server (not started, or not part of its target)', Code.Unavailable);
+        return text(res, 503, `${err.message}\n`);
+      }
+      return text(res, 404, 'not found\n');
+    }
+    if (!route.methods.includes(req.method ?? 'GET')) {
+      res.setHeader('allow', route.methods.join(', '));
+      return text(res, 405, 'method not allowed\n');
+    }
+    try {
+      await route.handler(req, res);
+    } catch (err) {
+      this.#deps.logger.error({ err, path }, 'http handler failed');
+      if (!res.headersSent) text(res, 500, 'internal error\n');
+      else res.end();
+    }
+  }
+
+  #readyz(res: HttpResponse): void {
+    const { ready, modules } = this.#deps.readiness();
+    const lines = [...modules].map(([name, state]) => `${name}: ${state}`).join('\n');
+    text(res, ready && !this.#shutdown.signal.aborted ? 200 : 503, `${ready ? 'ready' : 'not ready'}\n${lines}\n`);
+  }
+
+  async #metrics(res: HttpResponse): Promise<void> {
+    const body = await this.#deps.registry.metrics();
+    res.writeHead(200, { 'content-type': this.#deps.registry.contentType });
+    res.end(body);
+  }
+
+  /** Starts both listeners. A port in use stops start-up with the setting to change. */
+  async listen(): Promise<void> {
+    const handler = (req: HttpRequest, res: HttpResponse) => this.#handler(req as never, res as never);
+    let tlsOpts: { cert: Buffer; key: Buffer } | undefined;
+    if (this.#tls) {
+      try {
+        tlsOpts = { cert: readFileSync(this.#opts.tlsCertFile), key: readFileSync(this.#opts.tlsKeyFile) };
+      } catch (err) {
+        throw new StartupError(`cannot read TLS certificate or key: ${(err as Error).message}`, describeSetting('server.tlsCertFile'));
+      }
+    }
+    this.#http = tlsOpts ? https.createServer(tlsOpts, handler) : http.createServer(handler);
+    this.#http.on('connection', (s: Socket) => {
+      this.#sockets.add(s);
+      s.once('close', () => this.#sockets.delete(s));
+    });
+    this.#h2 = tlsOpts ? http2.createSecureServer({ ...tlsOpts, allowHTTP1: true }, handler) : http2.createServer({}, handler);
+    this.#h2.on('session', (s: http2.ServerHttp2Session) => {
+      this.#sessions.add(s);
+      s.once('close', () => this.#sessions.delete(s));
+    });
+    await bind(this.#http, this.#opts.host, this.#opts.httpPort, 'server.httpPort');
+    await bind(this.#h2, this.#opts.host, this.#opts.grpcPort, 'server.grpcPort');
+    this.#deps.logger.info({ http: this.urls.http, grpc: this.urls.grpc }, 'listening');
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, tell streams to finish (shutdown signal, HTTP/2
+   * GOAWAY), wait for in-flight requests up to `shutdownTimeoutMs`, then cut what is left.
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#shutdown.abort(new ConnectError('server is shutting down', Code.Unavailable));
+      const closed = Promise.all([
+        this.#http ? new Promise<void>((r) => this.#http!.close(() => r())) : undefined,
+        this.#h2 ? new Promise<void>((r) => this.#h2!.close(() => r())) : undefined,
+      ]);
+      this.#http?.closeIdleConnections();
+      for (const s of this.#sessions) s.close();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.#opts.shutdownTimeoutMs)));
+      const outcome = await Promise.race([closed.then(() => 'closed' as const), timeout]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        this.#deps.logger.warn('shutdown timeout: closing remaining connections');
+        for (const s of this.#sockets) s.destroy();
+        for (const s of this.#sessions) s.destroy();
+        await closed;
+      }
+    })();
+    return this.#closing;
+  }
+}
+
+function text(res: HttpResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+  res.end(body);
+}
+
+function bind(server: http.Server | http2.Http2Server | http2.Http2SecureServer, host: string, port: number, setting: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const reason = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      reject(new StartupError(`cannot listen on ${host}:${port}: ${reason}`, describeSetting(setting)));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
