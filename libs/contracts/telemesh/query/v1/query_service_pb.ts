@@ -37,14 +37,14 @@ export type SelectRequest = Message<"telemesh.query.v1.SelectRequest"> & {
   matchers: LabelMatcher[];
 
   /**
-   * Inclusive start, Unix milliseconds.
+   * Inclusive start, Unix milliseconds; 0 means one hour before `end_ms`.
    *
    * @generated from field: int64 start_ms = 3;
    */
   startMs: bigint;
 
   /**
-   * Inclusive end, Unix milliseconds.
+   * Inclusive end, Unix milliseconds; 0 means now.
    *
    * @generated from field: int64 end_ms = 4;
    */
