@@ -154,11 +154,11 @@ export interface ConfigKey {
   readonly options?: readonly string[];
 }
 
-/** Every settable key, derived from the schema (drives env, flags and the README table). */
-export const configKeys: readonly ConfigKey[] = collectKeys(configSchema, []);
-
 const envName = (path: readonly string[]): string =>
   'TELEMESH_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+
+/** Every settable key, derived from the schema (drives env, flags and the README table). */
+export const configKeys: readonly ConfigKey[] = collectKeys(configSchema, []);
 
 /** How to set a key, for error messages: `server.httpPort (TELEMESH_SERVER_HTTP_PORT, --server.httpPort)`. */
 export function describeSetting(path: string): string {

@@ -96,6 +96,11 @@ export class ModuleManager<M> {
     return order;
   }
 
+  /** The value of a started module, or undefined. */
+  value<K extends keyof M & string>(name: K): M[K] | undefined {
+    return this.#values.get(name) as M[K] | undefined;
+  }
+
   /** Current state of every resolved module. */
   states(): ReadonlyMap<string, ModuleState> {
     return this.#states;

@@ -1,0 +1,44 @@
+/**
+ * Lifecycle of the aggregation service: the query service and the sample consumer. On
+ * stop the consumer drains (in-flight writes finish and are acknowledged) before the store
+ * closes.
+ */
+import type { Registry } from 'prom-client';
+import { QueryService } from '../../libs/contracts/telemesh/query/v1/query_service_pb.js';
+import type { Bus } from '../../libs/bus/index.js';
+import type { Config } from '../../libs/runtime/config.js';
+import type { HealthRegistry } from '../../libs/runtime/health.js';
+import type { Logger } from '../../libs/runtime/logger.js';
+import type { Started } from '../../libs/runtime/modules.js';
+import type { RpcServer } from '../../libs/runtime/server.js';
+import type { MetricStore } from '../../libs/store/index.js';
+import { startSampleConsumer } from './consumer.js';
+import { serveContract } from '../../libs/runtime/service-module.js';
+import { QueryServiceImpl } from './query-service.js';
+
+/** What the aggregation module is wired with. */
+export interface AggregationModuleDeps {
+  readonly config: Config;
+  readonly server: RpcServer;
+  readonly bus: Bus;
+  readonly store: MetricStore;
+  readonly registry: Registry;
+  readonly health: HealthRegistry;
+  readonly logger: Logger;
+}
+
+/** Starts the aggregation service. */
+export async function startAggregation(deps: AggregationModuleDeps): Promise<Started<void>> {
+  const consumer = await startSampleConsumer(deps.bus, deps.store, deps.registry, deps.logger);
+  const impl = new QueryServiceImpl({ store: deps.store, limits: deps.config.query });
+  return serveContract(
+    deps,
+    QueryService,
+    {
+      select: (req, ctx) => impl.select(req, ctx),
+      labelNames: (req, ctx) => impl.labelNames(req, ctx),
+      labelValues: (req, ctx) => impl.labelValues(req, ctx),
+    },
+    () => consumer.stop(),
+  );
+}

@@ -1,0 +1,14 @@
+/**
+ * The heartbeat service module. Its RPCs are not built yet: the contract is registered with
+ * no methods, so every call answers `unimplemented`, while health and lifecycle are real.
+ */
+import { HeartbeatService } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_service_pb.js';
+import type { HealthRegistry } from '../../libs/runtime/health.js';
+import type { Started } from '../../libs/runtime/modules.js';
+import type { RpcServer } from '../../libs/runtime/server.js';
+import { serveContract } from '../../libs/runtime/service-module.js';
+
+/** Starts the heartbeat service. */
+export async function startHeartbeat(deps: { server: RpcServer; health: HealthRegistry }): Promise<Started<void>> {
+  return serveContract(deps, HeartbeatService, {});
+}
