@@ -15,7 +15,10 @@ import { QueryService } from '../../libs/contracts/telemesh/query/v1/query_servi
 import { HeartbeatService } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_service_pb.js';
 import { AlertingService } from '../../libs/contracts/telemesh/alerting/v1/alerting_service_pb.js';
 import { NotificationService } from '../../libs/contracts/telemesh/notify/v1/notify_service_pb.js';
-import { bearer, eventually, removeDir, runCli, startMesh, testSecret, token, type MeshProcess } from '../harness.js';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { bearer, eventually, removeDir, ROOT, runCli, startMesh, testSecret, token, type MeshProcess } from '../harness.js';
 
 function series(name: string, labels: Record<string, string>, samples: Array<[number, number]>): Series {
   return create(SeriesSchema, {
@@ -162,6 +165,36 @@ describe('single binary (target all)', () => {
     await expectCode(mesh.connect(AlertingService).listRuleGroups({}, bearer(admin)), Code.Unimplemented);
     await expectCode(mesh.connect(NotificationService).listSilences({}, bearer(admin)), Code.Unimplemented);
     await expectCode(mesh.connect(QueryService).query({ query: 'up' }, bearer(admin)), Code.Unimplemented);
+  });
+
+  it('works with a plain @grpc/grpc-js client built from the .proto files', async () => {
+    const def = protoLoader.loadSync(['grpc/health/v1/health.proto', 'telemesh/ingest/v1/ingest_service.proto'], {
+      includeDirs: [join(ROOT, 'proto')],
+      longs: String,
+      defaults: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+      telemesh: { ingest: { v1: { IngestService: grpc.ServiceClientConstructor } } };
+    };
+    const address = new URL(mesh.grpcUrl).host;
+    const health = new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
+    const ingest = new pkg.telemesh.ingest.v1.IngestService(address, grpc.credentials.createInsecure());
+    const call = <T>(client: grpc.Client, method: string, req: object, md = new grpc.Metadata()) =>
+      new Promise<T>((resolve, reject) =>
+        (client as unknown as Record<string, (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, v: T) => void) => void>)[method]!(req, md, (e, v) => (e ? reject(e) : resolve(v))),
+      );
+    try {
+      assert.deepEqual(await call(health, 'Check', { service: '' }), { status: 'SERVING' });
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${agent}`);
+      const res = await call<{ result: { acceptedSamples: string } }>(ingest, 'Write', { series: [{ labels: [{ name: '__name__', value: 'e2e_grpcjs_total' }], timestampsMs: [String(now - 5)], values: [9] }] }, md);
+      assert.equal(res.result.acceptedSamples, '1');
+      await assert.rejects(call(ingest, 'Write', { series: [] }), (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED);
+    } finally {
+      health.close();
+      ingest.close();
+    }
   });
 
   it('serves Connect JSON over plain HTTP/1.1 (curl-style)', async () => {
