@@ -171,6 +171,7 @@ describe('single binary (target all)', () => {
     const def = protoLoader.loadSync(['grpc/health/v1/health.proto', 'telemesh/ingest/v1/ingest_service.proto'], {
       includeDirs: [join(ROOT, 'proto')],
       longs: String,
+      enums: String,
       defaults: true,
     });
     const pkg = grpc.loadPackageDefinition(def) as unknown as {

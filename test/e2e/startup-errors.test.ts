@@ -93,7 +93,8 @@ describe('start-up errors', () => {
   it('verifies a configuration and exits 0 without starting, secrets redacted', async () => {
     const file = join(dir, 'ok.yaml');
     await writeFile(file, 'log:\n  level: debug\nquery:\n  maxSeries: 10\n');
-    const r = await runCli(['serve', `--config.file=${file}`, '--config.verify', '--server.httpPort=9999'], base);
+    const { TELEMESH_LOG_LEVEL: _fromEnv, ...env } = base; // the environment would override the file's level
+    const r = await runCli(['serve', `--config.file=${file}`, '--config.verify', '--server.httpPort=9999'], env);
     assert.equal(r.code, 0, r.stderr);
     const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { log: { level: string }; query: { maxSeries: number }; server: { httpPort: number }; auth: { hs256Secret: string } };
     assert.equal(json.log.level, 'debug');
