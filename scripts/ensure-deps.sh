@@ -4,8 +4,8 @@
 # exactly what to run.
 set -eu
 if [ ! -d node_modules/@connectrpc ]; then
-  echo "telemesh: installing npm packages (npm ci)…" >&2
-  npm ci --no-audit --no-fund
+  echo "telemesh: installing npm packages…" >&2
+  npm install --no-audit --no-fund
 fi
 if [ -n "${TELEMESH_NATS_URL:-}" ] && [ "${TELEMESH_REQUIRE_NATS_BINARY:-}" != "1" ]; then
   exit 0 # an external NATS is configured; no local binary needed to start
