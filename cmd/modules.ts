@@ -96,7 +96,7 @@ export function moduleTable(p: ProcessDeps): ModuleTable<Modules> {
           host: '127.0.0.1',
           port: config.nats.embeddedPort,
           storeDir: dataPath(config, 'nats'),
-          logger: logger.child({ component: 'nats-server' }),
+          logger,
         });
         return { value: nats.url, stop: () => nats.stop() };
       },
@@ -107,7 +107,7 @@ export function moduleTable(p: ProcessDeps): ModuleTable<Modules> {
         const bus = await connectBus({
           url: ctx.get('nats'),
           name: `telemesh-${config.replica || 'local'}`,
-          logger: logger.child({ component: 'bus' }),
+          logger,
           registry,
           replicas: config.nats.replicas,
           connectTimeoutMs: config.nats.connectTimeoutMs,
@@ -125,7 +125,7 @@ export function moduleTable(p: ProcessDeps): ModuleTable<Modules> {
         }
         const store = await openDuckDbStore({
           path: config.store.duckdbPath || dataPath(config, 'telemesh.duckdb'),
-          logger: logger.child({ component: 'store' }),
+          logger,
         });
         return { value: store, stop: () => store.close() };
       },

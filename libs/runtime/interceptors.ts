@@ -10,6 +10,7 @@ import type { DescMessage } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { TelemeshError, InvalidArgumentError, LimitExceededError, UnavailableError } from './errors.js';
+import { principalKey } from './auth/index.js';
 import { loggerKey } from './logger.js';
 import { counter, histogram } from './metrics.js';
 
@@ -151,7 +152,11 @@ export function observeInterceptor(logger: Logger, registry: Registry): Intercep
       const code = err === undefined ? 'ok' : err instanceof ConnectError ? Code[err.code] : 'unknown';
       requests.inc({ procedure, code });
       duration.observe({ procedure }, (performance.now() - started) / 1000);
-      if (err !== undefined) log.warn({ code, err: err instanceof ConnectError ? err.rawMessage : String(err) }, 'request failed');
+      if (err !== undefined) {
+        // The tenant is known once auth (an inner interceptor) has run, if it accepted the token.
+        const tenant = req.contextValues.get(principalKey)?.tenant;
+        log.warn({ code, tenant, err: err instanceof ConnectError ? err.rawMessage : String(err) }, 'request failed');
+      }
     };
     try {
       return onComplete(await next(req), done);

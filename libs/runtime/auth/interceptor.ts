@@ -11,6 +11,7 @@ import { PermissionDeniedError, UnauthenticatedError, UnavailableError } from '.
 import { PUBLIC, rolesSatisfy } from './policy.js';
 import type { Access, AccessPolicy } from './policy.js';
 import type { Principal, TokenVerifier } from './verifier.js';
+import { loggerKey } from '../logger.js';
 
 /**
  * Context key holding the caller's {@link Principal}. Set by {@link authInterceptor};
@@ -73,7 +74,12 @@ export function authInterceptor(options: AuthInterceptorOptions): Interceptor {
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const principal = await authorize(policy.rpc(procedure), req.header.get('authorization'), verifier, procedure, options);
-    if (principal) req.contextValues.set(principalKey, principal);
+    if (principal) {
+      req.contextValues.set(principalKey, principal);
+      // From here on, the request's log lines carry the tenant.
+      const log = req.contextValues.get(loggerKey);
+      if (log) req.contextValues.set(loggerKey, log.child({ tenant: principal.tenant }));
+    }
     return next(req);
   };
 }
