@@ -1,0 +1,173 @@
+/**
+ * PromQL aggregation operators for one evaluation step, following Prometheus 2.42's
+ * `aggregation` (incremental mean for avg, Welford for stddev/stdvar, plain sum, groups
+ * in order of first appearance, topk/bottomk keeping whole series labels).
+ */
+import { METRIC_NAME_LABEL } from '../model/index.js';
+import type { Label } from '../model/index.js';
+import type { AggregateNode } from './ast.js';
+import { LabelSet, keyOn, keyWithout } from './labelset.js';
+import { formatFloatF, quantile } from './values.js';
+import type { Sample } from './values.js';
+
+interface Group {
+  readonly ls: LabelSet;
+  value: number;
+  mean: number;
+  count: number;
+  values: number[];
+  members: Sample[];
+}
+
+/** Per-aggregation cache of a series' group key and output labels, reused across steps. */
+export type GroupCache = Map<LabelSet, { key: string; ls: LabelSet }>;
+
+function groupOf(node: AggregateNode, ls: LabelSet, cache: GroupCache): { key: string; ls: LabelSet } {
+  let g = cache.get(ls);
+  if (g === undefined) {
+    if (node.without) {
+      const labels = ls.labels.filter((l) => l.name !== METRIC_NAME_LABEL && !node.grouping.includes(l.name));
+      g = { key: keyWithout(ls, node.grouping), ls: new LabelSet(labels) };
+    } else {
+      const labels: Label[] = ls.labels.filter((l) => node.grouping.includes(l.name));
+      g = { key: keyOn(ls, node.grouping), ls: new LabelSet(labels) };
+    }
+    // Only series objects that live across steps are worth remembering.
+    if (cache.size < 100_000) cache.set(ls, g);
+  }
+  return g;
+}
+
+/**
+ * Aggregates one step's vector.
+ *
+ * @param param The evaluated parameter: k for topk/bottomk, φ for quantile, the label for count_values.
+ */
+export function aggregate(node: AggregateNode, input: readonly Sample[], param: number | string | undefined, t: number, cache: GroupCache): Sample[] {
+  const op = node.op;
+  if (op === 'count_values') return countValues(node, input, String(param), t);
+  let k = 0;
+  if (op === 'topk' || op === 'bottomk') {
+    k = Math.trunc(Number(param));
+    if (!(k >= 1)) return [];
+  }
+  const groups = new Map<string, Group>();
+  for (const s of input) {
+    const gi = groupOf(node, s.ls, cache);
+    let g = groups.get(gi.key);
+    if (g === undefined) {
+      g = { ls: gi.ls, value: s.v, mean: s.v, count: 1, values: [s.v], members: [s] };
+      if (op === 'stddev' || op === 'stdvar') g.value = 0;
+      groups.set(gi.key, g);
+      continue;
+    }
+    g.count++;
+    switch (op) {
+      case 'sum':
+        g.value += s.v;
+        break;
+      case 'avg': {
+        const meanInf = !Number.isFinite(g.mean) && !Number.isNaN(g.mean);
+        const vInf = !Number.isFinite(s.v) && !Number.isNaN(s.v);
+        // Keep an infinite mean unless a NaN or the opposite infinity arrives
+        // (the incremental step would compute Inf - Inf).
+        if (meanInf && ((vInf && g.mean > 0 === s.v > 0) || (!vInf && !Number.isNaN(s.v)))) break;
+        g.mean += s.v / g.count - g.mean / g.count;
+        break;
+      }
+      case 'max':
+        if (g.value < s.v || Number.isNaN(g.value)) g.value = s.v;
+        break;
+      case 'min':
+        if (g.value > s.v || Number.isNaN(g.value)) g.value = s.v;
+        break;
+      case 'stddev':
+      case 'stdvar': {
+        const delta = s.v - g.mean;
+        g.mean += delta / g.count;
+        g.value += delta * (s.v - g.mean);
+        break;
+      }
+      case 'quantile':
+        g.values.push(s.v);
+        break;
+      case 'topk':
+      case 'bottomk':
+        g.members.push(s);
+        break;
+      default:
+        break;
+    }
+  }
+  const out: Sample[] = [];
+  for (const g of groups.values()) {
+    switch (op) {
+      case 'sum':
+      case 'min':
+      case 'max':
+        out.push({ ls: g.ls, v: g.value, t });
+        break;
+      case 'avg':
+        out.push({ ls: g.ls, v: g.mean, t });
+        break;
+      case 'count':
+        out.push({ ls: g.ls, v: g.count, t });
+        break;
+      case 'group':
+        out.push({ ls: g.ls, v: 1, t });
+        break;
+      case 'stdvar':
+        out.push({ ls: g.ls, v: g.value / g.count, t });
+        break;
+      case 'stddev':
+        out.push({ ls: g.ls, v: Math.sqrt(g.value / g.count), t });
+        break;
+      case 'quantile':
+        out.push({ ls: g.ls, v: quantile(Number(param), g.values), t });
+        break;
+      case 'topk':
+      case 'bottomk': {
+        const top = op === 'topk';
+        // NaN is the least wanted value for both; ties keep the earlier series.
+        const better = (a: number, b: number): number => {
+          if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
+          if (Number.isNaN(b)) return -1;
+          return top ? b - a : a - b;
+        };
+        // Keep the best k in order by insertion: k is small next to the group, and a
+        // full sort per step would dominate range queries.
+        const chosen: Sample[] = [];
+        for (const s of g.members) {
+          if (chosen.length === k) {
+            const last = chosen[k - 1];
+            if (last === undefined || better(s.v, last.v) >= 0) continue;
+            chosen.pop();
+          }
+          let i = chosen.length;
+          while (i > 0 && better(s.v, (chosen[i - 1] as Sample).v) < 0) i--;
+          chosen.splice(i, 0, s);
+        }
+        for (const s of chosen) out.push({ ls: s.ls, v: s.v, t });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+function countValues(node: AggregateNode, input: readonly Sample[], label: string, t: number): Sample[] {
+  const groups = new Map<string, { ls: LabelSet; count: number }>();
+  for (const s of input) {
+    const withValue = s.ls.with(label, formatFloatF(s.v));
+    let labels: Label[];
+    if (node.without) labels = withValue.labels.filter((l) => l.name !== METRIC_NAME_LABEL && !node.grouping.includes(l.name));
+    else labels = withValue.labels.filter((l) => l.name === label || node.grouping.includes(l.name));
+    const ls = new LabelSet(labels);
+    const g = groups.get(ls.key);
+    if (g === undefined) groups.set(ls.key, { ls, count: 1 });
+    else g.count++;
+  }
+  return [...groups.values()].map((g) => ({ ls: g.ls, v: g.count, t }));
+}
