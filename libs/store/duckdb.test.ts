@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,9 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { pino } from 'pino';
 import { runMetricStoreContract } from './contract.js';
 import { DUCKDB_SCHEMA_VERSION, openDuckDbStore } from './duckdb.js';
+import { StoreClosedError } from './errors.js';
+import type { MetricStore } from './port.js';
+import type { RollupStore } from './rollup.js';
 
 const logger = pino({ level: process.env.TELEMESH_LOG_LEVEL ?? 'silent' });
 let root = '';
@@ -39,6 +43,27 @@ const sample = (host: string, t: number, v: number) => ({
 
 runMetricStoreContract('duckdb file', () => openDuckDbStore({ path: freshPath(), logger }));
 runMetricStoreContract('duckdb :memory:', () => openDuckDbStore({ path: ':memory:', logger }));
+// The same contract with every write sealed into compressed chunks at once (the suite's
+// timestamps are years old), so reads always mix sealed chunks and newer rows.
+runMetricStoreContract('duckdb sealed', async () => sealingEveryWrite(await openDuckDbStore({ path: freshPath(), logger, sealAfterMs: 1 })));
+
+/** Runs the compactor (which seals) after every write. */
+function sealingEveryWrite(store: RollupStore): MetricStore {
+  return {
+    write: async (tenant, batchId, series) => {
+      const result = await store.write(tenant, batchId, series);
+      // A write accepted before close still completes; its seal is simply skipped.
+      await store.compact().catch((err: unknown) => {
+        if (!(err instanceof StoreClosedError)) throw err;
+      });
+      return result;
+    },
+    select: (...args) => store.select(...args),
+    labelNames: (...args) => store.labelNames(...args),
+    labelValues: (...args) => store.labelValues(...args),
+    close: () => store.close(),
+  };
+}
 
 describe('DuckDB metric store file', () => {
   it('keeps data and batch ids across close and reopen', async () => {
@@ -101,10 +126,84 @@ describe('DuckDB metric store file', () => {
       const rows = (await c.runAndReadAll('SELECT version FROM schema_version')).getRows();
       assert.deepEqual(rows, [[DUCKDB_SCHEMA_VERSION]]);
       const tables = (await c.runAndReadAll("SELECT table_name FROM duckdb_tables() ORDER BY 1")).getRows();
-      assert.deepEqual(tables.flat(), ['batches', 'samples', 'schema_version', 'series']);
+      assert.deepEqual(tables.flat(), ['batches', 'chunks', 'rollup_dirty', 'rollups', 'samples', 'schema_version', 'series']);
     } finally {
       c.closeSync();
       instance.closeSync();
+    }
+  });
+
+  it('migrates a version 1 file and rolls up the samples written before the upgrade', async () => {
+    const path = freshPath();
+    const t = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    const first = await openDuckDbStore({ path, logger });
+    await first.write('t', 'b1', [sample('a', t, 1), sample('a', t + 400_000, 2)]);
+    await first.close();
+    // Turn the file back into version 1: no rollup tables, version row 1.
+    const instance = await DuckDBInstance.create(path);
+    const c = await instance.connect();
+    await c.run('DROP TABLE rollups');
+    await c.run('DROP TABLE rollup_dirty');
+    await c.run('DROP TABLE chunks');
+    await c.run('UPDATE schema_version SET version = 1');
+    c.closeSync();
+    instance.closeSync();
+
+    const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    try {
+      assert.deepEqual(await store.compact(), { windows: 3, rows: 3 });
+      const [got] = await store.selectRollup('t', [], -Infinity, Infinity, 300_000);
+      assert.deepEqual(
+        got.windows.map((w) => [w.startMs - t, w.sum, w.count]),
+        [
+          [0, 1, 1],
+          [300_000, 2, 1],
+        ],
+      );
+      assert.equal((await store.write('t', 'b1', [sample('a', t, 1)])).duplicate, true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('seals old samples into compressed chunks that read back exactly, late samples included', async () => {
+    const path = freshPath();
+    const hour = 3_600_000;
+    const t0 = Math.floor(Date.now() / hour) * hour - 6 * hour;
+    const points = (from: number, n: number) => Array.from({ length: n }, (_, i) => [from + i * 15_000, 100 + i * 0.25] as const);
+    const series = (host: string, pts: readonly (readonly [number, number])[]) => ({
+      ...sample(host, 0, 0),
+      timestampsMs: pts.map((p) => p[0]),
+      values: pts.map((p) => p[1]),
+    });
+    let store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    await store.write('t', 'b1', [series('a', points(t0, 960)), series('b', points(t0 + 60_000, 10))]);
+    await store.compact();
+    // A late sample for a sealed span, sharing a timestamp with a sealed one.
+    await store.write('t', 'b2', [series('a', [[t0, -1]])]);
+    const expected = await store.select('t', [], -Infinity, Infinity);
+    assert.deepEqual(expected[0].values.slice(0, 3), [100, -1, 100.25]);
+    await store.compact();
+    assert.deepEqual(await store.select('t', [], -Infinity, Infinity), expected);
+    // Ranges cutting through chunks, label queries, and limits see the same samples.
+    const mid = await store.select('t', [], t0 + 30_000, t0 + 60_000);
+    assert.deepEqual(mid.map((s) => s.timestampsMs.length), [3, 1]);
+    assert.deepEqual(await store.labelValues('t', 'host', [], t0 + 61_000, t0 + 74_000), []);
+    assert.deepEqual(await store.labelValues('t', 'host', [], t0 + 60_000, t0 + 60_000), ['a', 'b']);
+    await assert.rejects(store.select('t', [], -Infinity, Infinity, { maxSamples: 970 }), /maxSamples=970/);
+    await store.close();
+
+    const instance = await DuckDBInstance.create(path);
+    const c = await instance.connect();
+    const counts = (await c.runAndReadAll('SELECT (SELECT count(*) FROM samples)::INTEGER, (SELECT sum(n) FROM chunks)::INTEGER')).getRows();
+    c.closeSync();
+    instance.closeSync();
+    assert.deepEqual(counts, [[0, 971]]);
+    store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    try {
+      assert.deepEqual(await store.select('t', [], -Infinity, Infinity), expected);
+    } finally {
+      await store.close();
     }
   });
 
@@ -119,31 +218,72 @@ describe('DuckDB metric store file', () => {
     await assert.rejects(openDuckDbStore({ path, logger }), /newer than this build/);
   });
 
-  it('recognises a batch committed by a process that crashed before acknowledging it', async () => {
+  it('a batch redelivered after kill -9 between write and ack changes no count or sum', async () => {
     const path = freshPath();
     const module = fileURLToPath(new URL('./duckdb.ts', import.meta.url));
-    // The child writes one batch and exits without close(): no checkpoint, only the WAL.
+    // Recent timestamps, so the windows are within raw retention and get rolled up.
+    const t0 = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    const batch = (host: string, base: number, t: number) =>
+      Array.from({ length: 50 }, (_, i) => ({
+        labels: [
+          { name: '__name__', value: 'req' },
+          { name: 'host', value: `${host}${i}` },
+        ],
+        timestampsMs: [t, t + 1000, t + 2000],
+        values: [base + i, base + i + 1, base + i + 2],
+      }));
+    // The child plays the aggregation consumer: it stores an earlier batch, then the batch
+    // under test, reports that the write resolved and waits for an ack it never sends;
+    // the parent kills it with SIGKILL right there (no close, no checkpoint: only the WAL).
     const script = `
       import { pino } from 'pino';
       const { openDuckDbStore } = await import(${JSON.stringify(module)});
       const store = await openDuckDbStore({ path: ${JSON.stringify(path)}, logger: pino({ level: 'silent' }) });
-      await store.write('t', 'crash-batch', [{ labels: [{ name: '__name__', value: 'req' }], timestampsMs: [5], values: [42] }]);
-      process.exit(0);
+      const batch = ${batch.toString()};
+      await store.write('t', 'earlier', batch('e', 0, ${t0}));
+      await store.write('t', 'crash-batch', batch('h', 10, ${t0}));
+      process.stdout.write('written\\n');
+      setInterval(() => {}, 1000);
     `;
     // Run from the repository root so the child resolves tsx and pino like the tests do.
-    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: fileURLToPath(new URL('../../', import.meta.url)),
-      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    assert.equal(child.status, 0, child.stderr);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(child, 'exit');
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('written')) resolve();
+      });
+      void exited.then(() => reject(new Error(`child exited before writing: ${stderr}`)));
+    });
+    child.kill('SIGKILL');
+    const [, signal] = await exited;
+    assert.equal(signal, 'SIGKILL');
     assert.equal(existsSync(`${path}.wal`), true);
 
-    const store = await openDuckDbStore({ path, logger });
+    const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
     try {
-      const redelivered = [{ labels: [{ name: '__name__', value: 'req' }], timestampsMs: [5], values: [42] }];
-      assert.deepEqual(await store.write('t', 'crash-batch', redelivered), { samplesWritten: 0, duplicate: true });
-      const got = await store.select('t', [], -Infinity, Infinity);
-      assert.deepEqual(got[0].values, [42]);
+      const totals = async () => {
+        const got = await store.select('t', [], -Infinity, Infinity);
+        await store.compact();
+        const windows = (await store.selectRollup('t', [], -Infinity, Infinity, 300_000)).flatMap((s) => s.windows);
+        return {
+          series: got.length,
+          count: got.reduce((n, s) => n + s.values.length, 0),
+          sum: got.reduce((n, s) => n + s.values.reduce((a, b) => a + b, 0), 0),
+          rollupCount: windows.reduce((n, w) => n + w.count, 0),
+          rollupSum: windows.reduce((n, w) => n + w.sum, 0),
+        };
+      };
+      const before = await totals();
+      // Per batch: Σ over i < 50 of 3·(base + i) + 3 = 150·base + 3,825.
+      assert.deepEqual(before, { series: 100, count: 300, sum: 9_150, rollupCount: 300, rollupSum: 9_150 });
+      // JetStream redelivers the unacknowledged batch to the restarted consumer.
+      assert.deepEqual(await store.write('t', 'crash-batch', batch('h', 10, t0)), { samplesWritten: 0, duplicate: true });
+      assert.deepEqual(await totals(), before);
     } finally {
       await store.close();
     }

@@ -8,6 +8,17 @@
  * ingest); `batches` records every stored batch id, written in the same transaction as its
  * samples, which is what makes redelivered batches harmless.
  *
+ * Rollups (schema version 2): each write also records, in its transaction, which windows
+ * of the finest tier it touched (`rollup_dirty`); the periodic compactor (`compact`)
+ * recomputes those windows once they have ended into `rollups` (one row per tier, series
+ * and window, with a quantile sketch) and `applyRetention` deletes what each tier's
+ * retention has expired. See rollup.ts for how queries use the tiers.
+ *
+ * Sealing: after rolling up, the compactor moves samples older than `sealAfterMs` (2 h)
+ * into `chunks`, one row per series and 2-hour span holding the samples encoded by
+ * chunk.ts (about 1.5 bytes per sample against about 9 as rows). Reads merge sealed
+ * chunks and rows; a late sample for a sealed span stays a row until the next seal.
+ *
  * Concurrency: writes run one at a time on a dedicated connection (a promise queue), so
  * transactions never interleave; reads use a small pool of other connections and see only
  * committed batches (DuckDB's MVCC), never half of one.
@@ -26,7 +37,14 @@ import {
   UBIGINT,
   VARCHAR,
 } from '@duckdb/node-api';
-import type { DuckDBAppender, DuckDBConnection, DuckDBPreparedStatement, DuckDBResult } from '@duckdb/node-api';
+import type {
+  DuckDBAppender,
+  DuckDBBlobValue,
+  DuckDBConnection,
+  DuckDBPreparedStatement,
+  DuckDBResult,
+  DuckDBValue,
+} from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { matchesAll } from '../model/index.js';
 import type { CompiledMatcher, Label, Matcher, SeriesSamples } from '../model/index.js';
@@ -45,11 +63,22 @@ import {
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
-import type { MetricStore, SelectLimits, WriteResult } from './port.js';
+import type { SelectLimits, WriteResult } from './port.js';
+import { aggregateWindows, DEFAULT_RETENTION, mergeWindows, pickTier, validateRetention, windowStart } from './rollup.js';
+import type {
+  CompactionResult,
+  RetentionPolicy,
+  RetentionResult,
+  RollupSeries,
+  RollupStore,
+  RollupWindow,
+} from './rollup.js';
+import { decodeChunk, encodeChunk } from './chunk.js';
 import { seriesId } from './series-id.js';
+import { QuantileSketch } from './sketch.js';
 
 /** Schema version this build writes and understands. Bump with a migration step. */
-export const DUCKDB_SCHEMA_VERSION = 1;
+export const DUCKDB_SCHEMA_VERSION = 2;
 
 /**
  * The schema, version 1. Timestamps are BIGINT milliseconds rather than TIMESTAMP so they
@@ -76,6 +105,40 @@ const SCHEMA: readonly string[] = [
      written_at_ms BIGINT  NOT NULL,
      PRIMARY KEY (tenant, batch_id)
    )`,
+  // Version 2: rollup tiers. One row per (tier, series, window); no key for the same reason
+  // as samples, and because the compactor deletes a window's rows before rewriting them.
+  `CREATE TABLE IF NOT EXISTS rollups (
+     tenant        VARCHAR NOT NULL,
+     resolution_ms BIGINT  NOT NULL,
+     series_id     UBIGINT NOT NULL,
+     window_start  BIGINT  NOT NULL,
+     min           DOUBLE  NOT NULL,
+     max           DOUBLE  NOT NULL,
+     sum           DOUBLE  NOT NULL,
+     count         BIGINT  NOT NULL,
+     last          DOUBLE  NOT NULL,
+     last_ms       BIGINT  NOT NULL,
+     sketch        BLOB    NOT NULL
+   )`,
+  // Sealed chunks: one series' older samples over up to CHUNK_SPAN_MS, encoded by chunk.ts
+  // (about 1.5 bytes per sample instead of about 9.5 as rows). `seq` orders chunks sealed
+  // by different runs, so samples sharing a timestamp keep their write order.
+  `CREATE TABLE IF NOT EXISTS chunks (
+     tenant    VARCHAR NOT NULL,
+     series_id UBIGINT NOT NULL,
+     start_ms  BIGINT  NOT NULL,
+     end_ms    BIGINT  NOT NULL,
+     seq       BIGINT  NOT NULL,
+     n         INTEGER NOT NULL,
+     data      BLOB    NOT NULL
+   )`,
+  // Windows of the finest tier that writes touched since the last compaction. Duplicates
+  // are allowed (the compactor reads DISTINCT): checking a key on every write costs more.
+  `CREATE TABLE IF NOT EXISTS rollup_dirty (
+     tenant        VARCHAR NOT NULL,
+     resolution_ms BIGINT  NOT NULL,
+     window_start  BIGINT  NOT NULL
+   )`,
 ];
 
 /**
@@ -93,6 +156,17 @@ const SELECT_SAMPLES = `
   WHERE s.tenant = $tenant AND s.ts_ms BETWEEN $start AND $end
   ORDER BY w.idx, s.ts_ms, s.rowid`;
 
+/** Sealed chunks of the wanted series overlapping the range, by position, then seal order. */
+const SELECT_CHUNKS = `
+  WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
+  SELECT w.idx, c.start_ms::DOUBLE, c.end_ms::DOUBLE, c.data
+  FROM chunks c JOIN wanted w ON c.series_id = w.series_id
+  WHERE c.tenant = $tenant AND c.end_ms >= $start AND c.start_ms <= $end
+  ORDER BY w.idx, c.seq, c.start_ms`;
+
+/** Span of time one sealed chunk covers at most: 2 hours, 480 samples at 15 s. */
+const CHUNK_SPAN_MS = 7_200_000;
+
 /** Positions (as in `SELECT_SAMPLES`) of the wanted series that have a sample in range. */
 const SERIES_WITH_SAMPLES = `
   WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
@@ -102,6 +176,74 @@ const SERIES_WITH_SAMPLES = `
     WHERE s.tenant = $tenant AND s.series_id = w.series_id AND s.ts_ms BETWEEN $start AND $end)`;
 
 const RANGE_TYPES = { ids: LIST(UBIGINT), start: BIGINT, end: BIGINT };
+
+/** Rollup columns in the order `rowToWindow` reads them (after one leading column). */
+const ROLLUP_COLUMNS =
+  'window_start::DOUBLE, min, max, sum, count::DOUBLE, last, last_ms::DOUBLE, sketch';
+
+/** Windows of tier `$res` for wanted series, in the order of `SELECT_SAMPLES`. */
+const SELECT_ROLLUPS = `
+  WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
+  SELECT w.idx, r.window_start::DOUBLE, r.min, r.max, r.sum, r.count::DOUBLE, r.last, r.last_ms::DOUBLE, r.sketch
+  FROM rollups r JOIN wanted w ON r.series_id = w.series_id
+  WHERE r.tenant = $tenant AND r.resolution_ms = $res AND r.window_start BETWEEN $start AND $end
+  ORDER BY w.idx, r.window_start`;
+
+/**
+ * Rows of the tenant whose column `col` falls in one of the windows `$windows` of width
+ * `$res`. The BETWEEN bound lets DuckDB skip row groups by their min/max before the exact
+ * membership test (floor division written out, as `%` keeps the dividend's sign).
+ */
+const IN_WINDOWS = (col: string) =>
+  `tenant = $tenant AND ${col} BETWEEN $lo AND $hi AND
+   (${col} - ((${col} % $res) + $res) % $res) IN (SELECT unnest($windows))`;
+
+const WINDOW_TYPES = { tenant: VARCHAR, res: BIGINT, lo: BIGINT, hi: BIGINT, windows: LIST(BIGINT) };
+
+/**
+ * Finest-tier windows recomputed per query (4 hours at 5 minutes), bounding the samples held
+ * in memory at once, e.g. when the first compaction after an upgrade rolls up 15 days.
+ */
+const COMPACTION_CHUNK = 48;
+
+function windowParams(tenant: string, starts: readonly number[], res: number) {
+  return {
+    tenant,
+    res: BigInt(res),
+    lo: BigInt(Math.min(...starts)),
+    hi: BigInt(Math.max(...starts) + res - 1),
+    windows: listValue(starts.map(BigInt)),
+  };
+}
+
+/** A rollup row (columns `ROLLUP_COLUMNS` starting at `at`) as a window. */
+function rowToWindow(row: readonly DuckDBValue[], at: number): RollupWindow {
+  return {
+    startMs: row[at] as number,
+    min: row[at + 1] as number,
+    max: row[at + 2] as number,
+    sum: row[at + 3] as number,
+    count: row[at + 4] as number,
+    last: row[at + 5] as number,
+    lastMs: row[at + 6] as number,
+    sketch: QuantileSketch.decode((row[at + 7] as DuckDBBlobValue).bytes),
+  };
+}
+
+function appendRollup(appender: DuckDBAppender, tenant: string, res: number, id: bigint, w: RollupWindow): void {
+  appender.appendVarchar(tenant);
+  appender.appendBigInt(BigInt(res));
+  appender.appendUBigInt(id);
+  appender.appendBigInt(BigInt(w.startMs));
+  appender.appendDouble(w.min);
+  appender.appendDouble(w.max);
+  appender.appendDouble(w.sum);
+  appender.appendBigInt(BigInt(w.count));
+  appender.appendDouble(w.last);
+  appender.appendBigInt(BigInt(w.lastMs));
+  appender.appendBlob(w.sketch.encode());
+  appender.endRow();
+}
 
 /** Idle read connections kept for reuse; more may exist while reads overlap. */
 const MAX_IDLE_READERS = 4;
@@ -119,6 +261,24 @@ export interface DuckDbStoreOptions {
    * the cache is forgotten and rebuilt, costing one lookup per series.
    */
   readonly seriesCacheSize?: number;
+  /** Raw retention and rollup tiers; {@link DEFAULT_RETENTION} when absent. */
+  readonly retention?: RetentionPolicy;
+  /**
+   * How often the compactor recomputes the rollup windows that writes touched, ms; 0
+   * disables the timer (tests call `compact()` directly). Default 60 s: rollups lag raw
+   * data by at most this much.
+   */
+  readonly compactionIntervalMs?: number;
+  /** How often expired data is deleted, ms; 0 disables the timer. Default 1 h. */
+  readonly retentionIntervalMs?: number;
+  /** Clock for retention and batch bookkeeping; injectable so tests can move time. */
+  readonly now?: () => number;
+  /**
+   * Raw samples older than this (ms) are sealed into compressed per-series chunks by the
+   * compactor; 0 never seals. Default 2 h: recent data stays in plain rows, where writes
+   * append cheaply and late samples land.
+   */
+  readonly sealAfterMs?: number;
 }
 
 /** Statements the write path runs on every batch, prepared once on the writer connection. */
@@ -127,12 +287,15 @@ interface WriteStatements {
   readonly seen: DuckDBPreparedStatement;
   /** Records a stored batch id. */
   readonly record: DuckDBPreparedStatement;
+  /** Marks finest-tier windows as touched, for the compactor. */
+  readonly dirty: DuckDBPreparedStatement;
 }
 
 async function prepareWriteStatements(c: DuckDBConnection): Promise<WriteStatements> {
   return {
     seen: await c.prepare('SELECT 1 FROM batches WHERE tenant = $tenant AND batch_id = $batch'),
     record: await c.prepare('INSERT INTO batches VALUES ($tenant, $batch, $count, $at)'),
+    dirty: await c.prepare('INSERT INTO rollup_dirty SELECT $tenant, $res, unnest($windows)'),
   };
 }
 
@@ -141,7 +304,7 @@ interface Candidate {
   readonly labels: Label[];
 }
 
-class DuckDbMetricStore implements MetricStore {
+class DuckDbMetricStore implements RollupStore {
   private writeTail: Promise<unknown> = Promise.resolve();
   private readonly reads = new Set<Promise<unknown>>();
   private readonly idleReaders: DuckDBConnection[] = [];
@@ -150,6 +313,7 @@ class DuckDbMetricStore implements MetricStore {
   private knownSeriesCount = 0;
   private closing = false;
   private closed: Promise<void> | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(
     private readonly instance: DuckDBInstance,
@@ -157,7 +321,87 @@ class DuckDbMetricStore implements MetricStore {
     private readonly statements: WriteStatements,
     private readonly log: Logger,
     private readonly seriesCacheSize: number,
+    readonly retention: RetentionPolicy,
+    private readonly now: () => number,
+    private readonly sealAfterMs: number,
+    private chunkSeq: number,
   ) {}
+
+  /** Starts the periodic compactor and retention jobs; their failures are logged, not thrown. */
+  startJobs(compactionIntervalMs: number, retentionIntervalMs: number): void {
+    const every = (ms: number, name: string, job: () => Promise<unknown>) => {
+      if (ms <= 0) return;
+      const timer = setInterval(() => {
+        job().catch((err: unknown) => {
+          if (!(err instanceof StoreClosedError)) this.log.error({ err }, `${name} failed; retrying next interval`);
+        });
+      }, ms);
+      // The store must never keep a process alive on its own.
+      timer.unref();
+      this.timers.push(timer);
+    };
+    every(compactionIntervalMs, 'rollup compaction', () => this.compact());
+    every(retentionIntervalMs, 'retention', () => this.applyRetention());
+  }
+
+  pickTier(stepMs: number, rangeMs: number): number {
+    return pickTier(this.retention, stepMs, rangeMs);
+  }
+
+  compact(): Promise<CompactionResult> {
+    return this.enqueue(async () => {
+      // Rollups first: they read the samples of ended windows while still plain rows.
+      const result = await this.compactNow();
+      await this.sealNow();
+      return result;
+    });
+  }
+
+  applyRetention(): Promise<RetentionResult> {
+    return this.enqueue(() => this.retainNow());
+  }
+
+  async selectRollup(
+    tenant: string,
+    matchers: readonly Matcher[],
+    startMs: number,
+    endMs: number,
+    resolutionMs: number,
+    limits?: SelectLimits,
+  ): Promise<RollupSeries[]> {
+    const tracker = new LimitTracker(limits);
+    const q = this.query(tenant, matchers, startMs, endMs);
+    if (!this.retention.tiers.some((t) => t.resolutionMs === resolutionMs)) {
+      const have = this.retention.tiers.map((t) => t.resolutionMs).join(', ') || 'none';
+      throw new StoreInputError('resolutionMs', `no rollup tier of ${resolutionMs} ms (tiers: ${have})`);
+    }
+    return this.read(async (c) => {
+      if (q.range === undefined) return [];
+      const candidates = await this.candidates(c, tenant, q.matchers, q.metric);
+      if (candidates.length === 0) return [];
+      candidates.sort((a, b) => compareLabels(a.labels, b.labels));
+      const reader = await c.runAndReadAll(
+        SELECT_ROLLUPS,
+        { ...rangeParams(tenant, candidates, q.range), res: BigInt(resolutionMs) },
+        { ...RANGE_TYPES, res: BIGINT },
+      );
+      const out: RollupSeries[] = [];
+      let current = -1;
+      let windows: RollupWindow[] = [];
+      for (const row of reader.getRows()) {
+        const idx = row[0] as number;
+        if (idx !== current) {
+          tracker.addSeries();
+          current = idx;
+          windows = [];
+          out.push({ labels: candidates[idx - 1].labels, windows });
+        }
+        tracker.addSamples(1);
+        windows.push(rowToWindow(row, 1));
+      }
+      return out;
+    });
+  }
 
   write(tenant: string, batchId: string, series: readonly SeriesSamples[]): Promise<WriteResult> {
     if (this.closing) return Promise.reject(new StoreClosedError());
@@ -167,8 +411,14 @@ class DuckDbMetricStore implements MetricStore {
     } catch (err) {
       return Promise.reject(err);
     }
-    const run = this.writeTail.then(() => this.writeNow(tenant, batchId, batch));
-    // The queue must survive a failed write; the caller still sees the failure via `run`.
+    return this.enqueue(() => this.writeNow(tenant, batchId, batch));
+  }
+
+  /** Runs `job` on the writer connection after every earlier write or job. */
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new StoreClosedError());
+    const run = this.writeTail.then(job);
+    // The queue must survive a failed job; the caller still sees the failure via `run`.
     this.writeTail = run.catch(() => undefined);
     return run;
   }
@@ -187,31 +437,60 @@ class DuckDbMetricStore implements MetricStore {
       const candidates = await this.candidates(c, tenant, q.matchers, q.metric);
       if (candidates.length === 0) return [];
       candidates.sort((a, b) => compareLabels(a.labels, b.labels));
-      const result = await c.stream(SELECT_SAMPLES, rangeParams(tenant, candidates, q.range), RANGE_TYPES);
+      const range = q.range;
+      const params = rangeParams(tenant, candidates, range);
+      // Sealed chunks are compact, so all of the answer's are fetched first; rows stream.
+      const sealed = new Map<number, Uint8Array[]>();
+      for (const row of (await c.runAndReadAll(SELECT_CHUNKS, params, RANGE_TYPES)).getRows()) {
+        const idx = row[0] as number;
+        let list = sealed.get(idx);
+        if (list === undefined) sealed.set(idx, (list = []));
+        list.push((row[3] as DuckDBBlobValue).bytes);
+      }
+      const sealedIdxs = [...sealed.keys()].sort((a, b) => a - b);
+      let next = 0;
       const out: SeriesSamples[] = [];
-      let current = -1;
-      let ts: number[] = [];
-      let vs: number[] = [];
+      let current: SampleRun | undefined;
+      // Series are counted before their samples, as the in-memory fake does, so both
+      // report the same limit when a query crosses two; series go out in label order.
+      const begin = (idx: number, withRows: boolean): SampleRun | undefined => {
+        const run = decodeRange(sealed.get(idx), range);
+        if (run.ts.length === 0 && !withRows) return undefined;
+        tracker.addSeries();
+        tracker.addSamples(run.ts.length);
+        out.push({ labels: candidates[idx - 1].labels, timestampsMs: run.ts, values: run.vs });
+        return run;
+      };
+      const sealedOnlyBelow = (limit: number) => {
+        for (; next < sealedIdxs.length && sealedIdxs[next] < limit; next++) {
+          const run = begin(sealedIdxs[next], false);
+          if (run !== undefined) finishRun(run);
+        }
+      };
+      const result = await c.stream(SELECT_SAMPLES, params, RANGE_TYPES);
       for await (const chunk of chunks(result)) {
         const idxs = column(chunk, 0, DuckDBIntegerVector);
         const times = column(chunk, 1, DuckDBDoubleVector);
         const values = column(chunk, 2, DuckDBDoubleVector);
         for (let r = 0; r < chunk.rowCount; r++) {
           const idx = idxs.getItem(r) as number;
-          if (idx !== current) {
-            // Series are counted before their samples, as the in-memory fake does, so both
-            // report the same limit when a query crosses two.
-            tracker.addSeries();
-            current = idx;
-            ts = [];
-            vs = [];
-            out.push({ labels: candidates[idx - 1].labels, timestampsMs: ts, values: vs });
+          if (current?.idx !== idx) {
+            if (current !== undefined) finishRun(current);
+            sealedOnlyBelow(idx);
+            if (sealedIdxs[next] === idx) next++;
+            current = begin(idx, true);
+            if (current === undefined) throw new Error('unreachable: a series with rows always begins');
+            current.idx = idx;
+            // Rows come after sealed samples (written earlier); re-sort only if both exist.
+            if (current.ts.length > 0) current.unsorted = true;
           }
           tracker.addSamples(1);
-          ts.push(times.getItem(r) as number);
-          vs.push(values.getItem(r) as number);
+          current.ts.push(times.getItem(r) as number);
+          current.vs.push(values.getItem(r) as number);
         }
       }
+      if (current !== undefined) finishRun(current);
+      sealedOnlyBelow(Infinity);
       return out;
     });
   }
@@ -285,11 +564,12 @@ class DuckDbMetricStore implements MetricStore {
       }
       const samples = await c.createAppender('samples');
       appendAll(samples, () => appendSamples(samples, tenant, batch, ids));
+      await this.markDirty(tenant, batch);
       this.statements.record.bind({
         tenant,
         batch: batchId,
         count: BigInt(batch.sampleCount),
-        at: BigInt(Date.now()),
+        at: BigInt(this.now()),
       });
       await this.statements.record.run();
       await c.run('COMMIT');
@@ -399,9 +679,314 @@ class DuckDbMetricStore implements MetricStore {
     if (q.range === undefined) return [];
     const candidates = await this.candidates(c, tenant, q.matchers, q.metric, extra);
     if (candidates.length === 0) return [];
-    const reader = await c.runAndReadAll(SERIES_WITH_SAMPLES, rangeParams(tenant, candidates, q.range), RANGE_TYPES);
-    if (reader.currentRowCount === 0) return [];
-    return reader.getColumns()[0].map((idx) => candidates[(idx as number) - 1]);
+    const range = q.range;
+    const params = rangeParams(tenant, candidates, range);
+    const present = new Set<number>();
+    const reader = await c.runAndReadAll(SERIES_WITH_SAMPLES, params, RANGE_TYPES);
+    if (reader.currentRowCount > 0) for (const idx of reader.getColumns()[0]) present.add(idx as number);
+    for (const row of (await c.runAndReadAll(SELECT_CHUNKS, params, RANGE_TYPES)).getRows()) {
+      const [idx, start, end] = row as [number, number, number];
+      if (present.has(idx)) continue;
+      // A chunk inside the range surely has a sample in it; one straddling an edge is read.
+      if ((start >= range.startMs && end <= range.endMs) || decodeRange([(row[3] as DuckDBBlobValue).bytes], range).ts.length > 0) {
+        present.add(idx);
+      }
+    }
+    return [...present].sort((a, b) => a - b).map((idx) => candidates[idx - 1]);
+  }
+
+  /**
+   * Records which finest-tier windows the batch touched, in the write transaction, so a
+   * batch and its dirty marks commit together: the compactor can never miss a window.
+   */
+  private async markDirty(tenant: string, batch: PreparedBatch): Promise<void> {
+    const finest = this.retention.tiers[0];
+    if (finest === undefined) return;
+    const windows = new Set<number>();
+    for (const s of batch.series) for (const t of s.timestampsMs) windows.add(windowStart(t, finest.resolutionMs));
+    this.statements.dirty.bind(
+      { tenant, res: BigInt(finest.resolutionMs), windows: listValue([...windows].map(BigInt)) },
+      { tenant: VARCHAR, res: BIGINT, windows: LIST(BIGINT) },
+    );
+    await this.statements.dirty.run();
+  }
+
+  /**
+   * Recomputes every ended window marked dirty, in one transaction on the writer connection (so
+   * no write interleaves). The first tier is computed from raw samples, each further tier
+   * by merging the windows of the tier before it; a window's rows are deleted and written
+   * anew, so recomputing is idempotent and a late sample simply makes its windows dirty
+   * again. Rollups are a pure function of the raw samples, which are stored exactly once;
+   * that is why redelivered batches cannot change them either.
+   *
+   * Why a periodic compactor rather than updating rollups on every write: the write path
+   * stays an append (measured ingest rate matters most), and a window is computed once per
+   * interval instead of once per batch that touches it.
+   */
+  private async compactNow(): Promise<CompactionResult> {
+    const c = this.writer;
+    const [finest, ...coarser] = this.retention.tiers;
+    if (finest === undefined) {
+      await c.run('DELETE FROM rollup_dirty');
+      return { windows: 0, rows: 0 };
+    }
+    // Only windows that have ended: an open window would be recomputed on every run while
+    // it fills (five times over for 5-minute windows and a 1-minute interval). Its marks
+    // stay until it has ended; a sample arriving after that marks it again.
+    const now = this.now();
+    const marks = await c.runAndReadAll(
+      `SELECT DISTINCT tenant, resolution_ms::DOUBLE, window_start::DOUBLE FROM rollup_dirty
+       WHERE window_start + resolution_ms <= $now ORDER BY 1, 3`,
+      { now: BigInt(now) },
+    );
+    // Raw samples older than this are gone, so their windows can no longer be recomputed.
+    const oldest = windowStart(now - this.retention.rawRetentionMs, finest.resolutionMs);
+    const byTenant = new Map<string, Set<number>>();
+    for (const [tenant, res, start] of marks.getRows() as [string, number, number][]) {
+      let set = byTenant.get(tenant);
+      if (set === undefined) byTenant.set(tenant, (set = new Set()));
+      // Marks left by an older configuration may use another resolution: cover their span.
+      for (let w = windowStart(start, finest.resolutionMs); w < start + res; w += finest.resolutionMs) {
+        if (w >= oldest) set.add(w);
+      }
+    }
+    let windows = 0;
+    let rows = 0;
+    await c.run('BEGIN TRANSACTION');
+    try {
+      for (const [tenant, set] of byTenant) {
+        const all = [...set].sort((a, b) => a - b);
+        for (let i = 0; i < all.length; i += COMPACTION_CHUNK) {
+          let starts = all.slice(i, i + COMPACTION_CHUNK);
+          let prev = finest.resolutionMs;
+          let computed = await this.rollupFromRaw(c, tenant, starts, prev);
+          windows += starts.length;
+          rows += computed;
+          for (const tier of coarser) {
+            starts = [...new Set(starts.map((w) => windowStart(w, tier.resolutionMs)))];
+            computed = await this.rollupFromTier(c, tenant, starts, prev, tier.resolutionMs);
+            windows += starts.length;
+            rows += computed;
+            prev = tier.resolutionMs;
+          }
+        }
+      }
+      await c.run('DELETE FROM rollup_dirty WHERE window_start + resolution_ms <= $now', { now: BigInt(now) });
+      await c.run('COMMIT');
+    } catch (err) {
+      await c.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    if (windows > 0) this.log.debug({ windows, rows }, 'rollup windows recomputed');
+    return { windows, rows };
+  }
+
+  /** Recomputes windows `starts` of tier `res` from raw samples; returns rows written. */
+  private async rollupFromRaw(c: DuckDBConnection, tenant: string, starts: number[], res: number): Promise<number> {
+    const params = windowParams(tenant, starts, res);
+    await c.run(`DELETE FROM rollups WHERE resolution_ms = $res AND ${IN_WINDOWS('window_start')}`, params, WINDOW_TYPES);
+    const reader = await c.runAndReadAll(
+      `SELECT series_id, ts_ms::DOUBLE, value FROM samples WHERE ${IN_WINDOWS('ts_ms')} ORDER BY series_id, ts_ms, rowid`,
+      params,
+      WINDOW_TYPES,
+    );
+    // Sealed samples of these windows first (a late sample may touch a sealed span), then
+    // rows, each series' in write order; runs are re-sorted by time only when mixed.
+    const bySeries = new Map<bigint, SampleRun>();
+    const wanted = new Set(starts);
+    const sealedRows = await c.runAndReadAll(
+      `SELECT series_id, data FROM chunks WHERE tenant = $tenant AND end_ms >= $lo AND start_ms <= $hi
+       ORDER BY series_id, seq, start_ms`,
+      { tenant, lo: params.lo, hi: params.hi },
+      { tenant: VARCHAR, lo: BIGINT, hi: BIGINT },
+    );
+    for (const [id, blob] of sealedRows.getRows() as [bigint, DuckDBBlobValue][]) {
+      const { timestampsMs, values } = decodeChunk(blob.bytes);
+      let run = bySeries.get(id);
+      for (let i = 0; i < timestampsMs.length; i++) {
+        if (!wanted.has(windowStart(timestampsMs[i], res))) continue;
+        if (run === undefined) bySeries.set(id, (run = { idx: 0, ts: [], vs: [], unsorted: false }));
+        else if (run.ts.length > 0 && timestampsMs[i] < run.ts[run.ts.length - 1]) run.unsorted = true;
+        run.ts.push(timestampsMs[i]);
+        run.vs.push(values[i]);
+      }
+    }
+    if (reader.currentRowCount > 0) {
+      const [ids, times, values] = reader.getColumns() as [bigint[], number[], number[]];
+      for (let i = 0; i < ids.length; i++) {
+        let run = bySeries.get(ids[i]);
+        if (run === undefined) bySeries.set(ids[i], (run = { idx: 0, ts: [], vs: [], unsorted: false }));
+        else if (run.ts.length > 0 && times[i] < run.ts[run.ts.length - 1]) run.unsorted = true;
+        run.ts.push(times[i]);
+        run.vs.push(values[i]);
+      }
+    }
+    if (bySeries.size === 0) return 0;
+    const appender = await c.createAppender('rollups');
+    let written = 0;
+    appendAll(appender, () => {
+      for (const [id, run] of bySeries) {
+        finishRun(run);
+        for (const w of aggregateWindows(run.ts, run.vs, res)) {
+          appendRollup(appender, tenant, res, id, w);
+          written++;
+        }
+      }
+    });
+    return written;
+  }
+
+  /** Recomputes windows `starts` of tier `res` by merging tier `finer`; returns rows written. */
+  private async rollupFromTier(
+    c: DuckDBConnection,
+    tenant: string,
+    starts: number[],
+    finer: number,
+    res: number,
+  ): Promise<number> {
+    const params = windowParams(tenant, starts, res);
+    await c.run(`DELETE FROM rollups WHERE resolution_ms = $res AND ${IN_WINDOWS('window_start')}`, params, WINDOW_TYPES);
+    const reader = await c.runAndReadAll(
+      `SELECT series_id, ${ROLLUP_COLUMNS} FROM rollups
+       WHERE resolution_ms = $finer AND ${IN_WINDOWS('window_start')} ORDER BY series_id, window_start`,
+      { ...params, finer: BigInt(finer) },
+      { ...WINDOW_TYPES, finer: BIGINT },
+    );
+    const rowsIn = reader.getRows();
+    if (rowsIn.length === 0) return 0;
+    const appender = await c.createAppender('rollups');
+    let written = 0;
+    appendAll(appender, () => {
+      let from = 0;
+      for (let i = 1; i <= rowsIn.length; i++) {
+        if (i < rowsIn.length && rowsIn[i][0] === rowsIn[from][0]) continue;
+        const fine = rowsIn.slice(from, i).map((row) => rowToWindow(row, 1));
+        for (const w of mergeWindows(fine, res)) {
+          appendRollup(appender, tenant, res, rowsIn[from][0] as bigint, w);
+          written++;
+        }
+        from = i;
+      }
+    });
+    return written;
+  }
+
+  /**
+   * Seals raw samples older than `sealAfterMs` into one compressed chunk per series and
+   * 2-hour span (chunk.ts), in one transaction per tenant and span so memory holds one
+   * span's samples at a time; the rows are deleted in the same transaction, so a reader
+   * sees each sample exactly once. Samples that arrive late for a sealed span stay rows
+   * until the next run seals them into another chunk with a higher `seq`.
+   */
+  private async sealNow(): Promise<void> {
+    if (this.sealAfterMs <= 0) return;
+    const c = this.writer;
+    const cut = this.now() - this.sealAfterMs;
+    const spans = await c.runAndReadAll(
+      `SELECT DISTINCT tenant, (ts_ms - ((ts_ms % $span) + $span) % $span)::DOUBLE FROM samples
+       WHERE ts_ms < $cut ORDER BY 1, 2`,
+      { span: BigInt(CHUNK_SPAN_MS), cut: BigInt(cut) },
+    );
+    const rows = spans.getRows() as [string, number][];
+    if (rows.length === 0) return;
+    const seq = ++this.chunkSeq;
+    let sealed = 0;
+    for (const [tenant, spanStart] of rows) {
+      const bounds = { tenant, lo: BigInt(spanStart), hi: BigInt(Math.min(spanStart + CHUNK_SPAN_MS, cut)) };
+      const types = { tenant: VARCHAR, lo: BIGINT, hi: BIGINT };
+      await c.run('BEGIN TRANSACTION');
+      try {
+        const reader = await c.runAndReadAll(
+          `SELECT series_id, ts_ms::DOUBLE, value FROM samples WHERE tenant = $tenant AND ts_ms >= $lo AND ts_ms < $hi
+           ORDER BY series_id, ts_ms, rowid`,
+          bounds,
+          types,
+        );
+        if (reader.currentRowCount > 0) {
+          const [ids, times, values] = reader.getColumns() as [bigint[], number[], number[]];
+          const appender = await c.createAppender('chunks');
+          appendAll(appender, () => {
+            let from = 0;
+            for (let i = 1; i <= ids.length; i++) {
+              if (i < ids.length && ids[i] === ids[from]) continue;
+              const ts = times.slice(from, i);
+              appender.appendVarchar(tenant);
+              appender.appendUBigInt(ids[from]);
+              appender.appendBigInt(BigInt(ts[0]));
+              appender.appendBigInt(BigInt(ts[ts.length - 1]));
+              appender.appendBigInt(BigInt(seq));
+              appender.appendInteger(ts.length);
+              appender.appendBlob(encodeChunk(ts, values.slice(from, i)));
+              appender.endRow();
+              from = i;
+            }
+          });
+          sealed += ids.length;
+        }
+        await c.run('DELETE FROM samples WHERE tenant = $tenant AND ts_ms >= $lo AND ts_ms < $hi', bounds, types);
+        await c.run('COMMIT');
+      } catch (err) {
+        await c.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    }
+    this.log.debug({ samples: sealed, spans: rows.length }, 'samples sealed into chunks');
+  }
+
+  /**
+   * Deletes what each tier's retention has expired, in one transaction: raw samples,
+   * rollup windows that ended before their tier's cut-off (and tiers no longer
+   * configured), dirty marks that can no longer be recomputed, batch ids older than raw
+   * retention (JetStream keeps sample batches for a day, so no redelivery can be that old),
+   * and series left with no data. Then checkpoints so the freed blocks are reused.
+   */
+  private async retainNow(): Promise<RetentionResult> {
+    const c = this.writer;
+    const now = this.now();
+    const rawCut = BigInt(now - this.retention.rawRetentionMs);
+    let samplesDeleted: number;
+    let rollupsDeleted = 0;
+    let seriesDeleted: number;
+    await c.run('BEGIN TRANSACTION');
+    try {
+      samplesDeleted = (await c.run('DELETE FROM samples WHERE ts_ms < $cut', { cut: rawCut })).rowsChanged;
+      // A sealed chunk goes once all of it has expired (it covers at most CHUNK_SPAN_MS).
+      const expired = await c.runAndReadAll('SELECT coalesce(sum(n), 0)::DOUBLE FROM chunks WHERE end_ms < $cut', { cut: rawCut });
+      samplesDeleted += expired.getColumns()[0][0] as number;
+      await c.run('DELETE FROM chunks WHERE end_ms < $cut', { cut: rawCut });
+      for (const t of this.retention.tiers) {
+        const r = await c.run('DELETE FROM rollups WHERE resolution_ms = $res AND window_start + $res <= $cut', {
+          res: BigInt(t.resolutionMs),
+          cut: BigInt(now - t.retentionMs),
+        });
+        rollupsDeleted += r.rowsChanged;
+      }
+      const tiers = listValue(this.retention.tiers.map((t) => BigInt(t.resolutionMs)));
+      rollupsDeleted += (
+        await c.run('DELETE FROM rollups WHERE NOT list_contains($tiers, resolution_ms)', { tiers }, { tiers: LIST(BIGINT) })
+      ).rowsChanged;
+      await c.run('DELETE FROM rollup_dirty WHERE window_start + resolution_ms <= $cut', { cut: rawCut });
+      await c.run('DELETE FROM batches WHERE written_at_ms < $cut', { cut: rawCut });
+      seriesDeleted = (
+        await c.run(`DELETE FROM series s WHERE
+           NOT EXISTS (SELECT 1 FROM samples x WHERE x.tenant = s.tenant AND x.series_id = s.series_id) AND
+           NOT EXISTS (SELECT 1 FROM chunks k WHERE k.tenant = s.tenant AND k.series_id = s.series_id) AND
+           NOT EXISTS (SELECT 1 FROM rollups r WHERE r.tenant = s.tenant AND r.series_id = s.series_id)`)
+      ).rowsChanged;
+      await c.run('COMMIT');
+    } catch (err) {
+      await c.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    if (seriesDeleted > 0) {
+      // Deleted series must be written to the series table again if they come back.
+      this.knownSeries.clear();
+      this.knownSeriesCount = 0;
+    }
+    await c.run('CHECKPOINT');
+    const result = { samplesDeleted, rollupsDeleted, seriesDeleted };
+    this.log.info(result, 'retention applied');
+    return result;
   }
 
   /** Runs a read on a pooled connection, tracked so `close` can wait for it. */
@@ -427,6 +1012,7 @@ class DuckDbMetricStore implements MetricStore {
 
   private async shutdown(): Promise<void> {
     this.closing = true;
+    for (const t of this.timers.splice(0)) clearInterval(t);
     await this.writeTail;
     await Promise.all(this.reads);
     let failure: unknown;
@@ -440,11 +1026,53 @@ class DuckDbMetricStore implements MetricStore {
     for (const c of this.idleReaders.splice(0)) c.closeSync();
     this.statements.seen.destroySync();
     this.statements.record.destroySync();
+    this.statements.dirty.destroySync();
     this.writer.closeSync();
     this.instance.closeSync();
     this.log.info('metric store closed');
     if (failure !== undefined) throw failure;
   }
+}
+
+/** One series' samples being assembled; `unsorted` when sources may interleave in time. */
+interface SampleRun {
+  idx: number;
+  ts: number[];
+  vs: number[];
+  unsorted: boolean;
+}
+
+/** Samples of `blobs` (in seal order) within `range`; flagged unsorted when chunks interleave. */
+function decodeRange(blobs: readonly Uint8Array[] | undefined, range: TimeRange): SampleRun {
+  const run: SampleRun = { idx: 0, ts: [], vs: [], unsorted: false };
+  for (const blob of blobs ?? []) {
+    const { timestampsMs, values } = decodeChunk(blob);
+    for (let i = 0; i < timestampsMs.length; i++) {
+      const t = timestampsMs[i];
+      if (t < range.startMs || t > range.endMs) continue;
+      if (run.ts.length > 0 && t < run.ts[run.ts.length - 1]) run.unsorted = true;
+      run.ts.push(t);
+      run.vs.push(values[i]);
+    }
+  }
+  return run;
+}
+
+/**
+ * Puts a run in time order if needed. The sort is stable, so samples sharing a timestamp
+ * keep their order: sealed before rows, older seal runs before newer, rows by rowid.
+ */
+function finishRun(run: SampleRun): void {
+  if (!run.unsorted) return;
+  const order = run.ts.map((_, i) => i).sort((a, b) => run.ts[a] - run.ts[b]);
+  const ts = order.map((i) => run.ts[i]);
+  const vs = order.map((i) => run.vs[i]);
+  // Assigned in place (callers hold these arrays); no spread, which overflows on big runs.
+  for (let i = 0; i < ts.length; i++) {
+    run.ts[i] = ts[i];
+    run.vs[i] = vs[i];
+  }
+  run.unsorted = false;
 }
 
 function rangeParams(tenant: string, candidates: readonly Candidate[], range: TimeRange) {
@@ -524,7 +1152,7 @@ function column<V>(chunk: DuckDBDataChunk, index: number, kind: VectorClass<V>):
   return vector;
 }
 
-async function migrate(c: DuckDBConnection, log: Logger): Promise<void> {
+async function migrate(c: DuckDBConnection, log: Logger, finestMs: number | undefined): Promise<void> {
   await c.run('BEGIN TRANSACTION');
   try {
     await c.run('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at_ms BIGINT NOT NULL)');
@@ -539,6 +1167,17 @@ async function migrate(c: DuckDBConnection, log: Logger): Promise<void> {
     if (found === null) {
       await c.run('INSERT INTO schema_version VALUES ($v, $at)', { v: DUCKDB_SCHEMA_VERSION, at: BigInt(Date.now()) });
       log.info({ schemaVersion: DUCKDB_SCHEMA_VERSION }, 'metric store schema created');
+    } else if (found < 2) {
+      // Version 1 → 2 added rollups: mark every window holding samples dirty, so the first
+      // compaction builds the rollups of the data written before the upgrade.
+      if (finestMs !== undefined) {
+        await c.run(
+          `INSERT INTO rollup_dirty SELECT DISTINCT tenant, $res, ts_ms - ((ts_ms % $res) + $res) % $res FROM samples`,
+          { res: BigInt(finestMs) },
+        );
+      }
+      await c.run('INSERT INTO schema_version VALUES ($v, $at)', { v: DUCKDB_SCHEMA_VERSION, at: BigInt(Date.now()) });
+      log.info({ from: found, schemaVersion: DUCKDB_SCHEMA_VERSION }, 'metric store schema migrated');
     }
     await c.run('COMMIT');
   } catch (err) {
@@ -551,16 +1190,18 @@ async function migrate(c: DuckDBConnection, log: Logger): Promise<void> {
  * Opens (creating if absent) the DuckDB metric store at `options.path`. The returned store
  * owns the file until `close()`, which waits for in-flight calls and checkpoints.
  */
-export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<MetricStore> {
+export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<RollupStore> {
   const log = options.logger.child({ component: 'metric-store', adapter: 'duckdb' });
   const cacheSize = options.seriesCacheSize ?? 250_000;
+  const retention = options.retention ?? DEFAULT_RETENTION;
+  validateRetention(retention);
   if (options.path !== ':memory:') await mkdir(dirname(options.path), { recursive: true });
   const instance = await DuckDBInstance.create(options.path);
   let writer: DuckDBConnection | undefined;
   let statements: WriteStatements;
   try {
     writer = await instance.connect();
-    await migrate(writer, log);
+    await migrate(writer, log, retention.tiers[0]?.resolutionMs);
     statements = await prepareWriteStatements(writer);
   } catch (err) {
     writer?.closeSync();
@@ -568,5 +1209,18 @@ export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<Metr
     throw err;
   }
   log.info({ path: options.path, schemaVersion: DUCKDB_SCHEMA_VERSION }, 'metric store opened');
-  return new DuckDbMetricStore(instance, writer, statements, log, cacheSize);
+  const seqReader = await writer.runAndReadAll('SELECT coalesce(max(seq), 0)::DOUBLE FROM chunks');
+  const store = new DuckDbMetricStore(
+    instance,
+    writer,
+    statements,
+    log,
+    cacheSize,
+    retention,
+    options.now ?? Date.now,
+    options.sealAfterMs ?? 7_200_000,
+    seqReader.getColumns()[0][0] as number,
+  );
+  store.startJobs(options.compactionIntervalMs ?? 60_000, options.retentionIntervalMs ?? 3_600_000);
+  return store;
 }
