@@ -1,92 +1,64 @@
 /**
- * The IngestService implementation: validate, publish to JetStream, answer after the
- * publish acknowledgement. Acknowledged means durable on the bus; aggregation stores it.
+ * The IngestService implementation: unary Write and the agents' bidirectional Stream.
+ * Both hand their series to the shared {@link Ingester}; acknowledged means durable on the
+ * bus (JetStream acked it), and aggregation stores it.
  */
-import { randomUUID } from 'node:crypto';
-import { create, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import type { Registry } from 'prom-client';
 import type { Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
-import { SampleBatchSchema, type SampleBatch } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
-import { WriteResultSchema } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
-import { type IngestService, WriteResponseSchema, type WriteRequest, type WriteResponse } from '../../libs/contracts/telemesh/ingest/v1/ingest_service_pb.js';
-import { InvalidArgumentError } from '../../libs/runtime/errors.js';
-import { counter } from '../../libs/runtime/metrics.js';
+import { SeriesRejectionSchema, WriteResultSchema, type HistogramSeries, type SummarySeries, type WriteResult } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
+import {
+  type IngestService,
+  StreamResponseSchema,
+  WriteResponseSchema,
+  type StreamRequest,
+  type StreamResponse,
+  type WriteRequest,
+  type WriteResponse,
+} from '../../libs/contracts/telemesh/ingest/v1/ingest_service_pb.js';
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
-import type { IngestLimits } from './config.js';
-import { validateSeries } from './validate.js';
+import { InvalidArgumentError } from '../../libs/runtime/errors.js';
+import { expandHistogramsAndSummaries, type Expanded } from './expand.js';
+import type { IngestInput, Ingester, IngestOutcome } from './pipeline.js';
 
-/** What ingestion needs from the bus: a typed publish that resolves on JetStream's ack. */
-export interface SamplePublisher {
-  publish<D extends DescMessage>(subject: string, schema: D, message: MessageShape<D>, opts: { msgId: string }): Promise<unknown>;
-  /** Largest message the bus accepts, bytes. */
-  readonly maxPayloadBytes: number;
-}
+export { splitBatch, type SamplePublisher } from './pipeline.js';
 
-/** Dependencies of {@link IngestServiceImpl}. */
-export interface IngestDeps {
-  readonly publisher: SamplePublisher;
-  readonly subjectFor: (tenant: string) => string;
-  readonly limits: IngestLimits;
-  readonly registry: Registry;
-  readonly now?: () => number;
-}
+/** Batches of one stream processed at once; acks still go out in batch order. */
+const STREAM_WINDOW = 4;
 
 /** Implements `telemesh.ingest.v1.IngestService`. */
 export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestService>> {
-  readonly #deps: IngestDeps;
-  readonly #samples;
-  readonly #requests;
+  readonly #ingester: Ingester;
 
-  constructor(deps: IngestDeps) {
-    this.#deps = deps;
-    this.#samples = counter(deps.registry, {
-      name: 'telemesh_ingestion_samples_total',
-      help: 'Samples received by ingestion, by tenant and outcome (accepted, rejected).',
-      labelNames: ['tenant', 'outcome'],
-    });
-    this.#requests = counter(deps.registry, {
-      name: 'telemesh_ingestion_batches_published_total',
-      help: 'Sample batches published to the bus, by tenant.',
-      labelNames: ['tenant'],
-    });
+  constructor(ingester: Ingester) {
+    this.#ingester = ingester;
+  }
+
+  /** Ingests a native request; malformed histogram points are rejected like invalid samples. */
+  async #ingest(tenant: string, req: WriteRequest | StreamRequest, key: string): Promise<IngestOutcome> {
+    const { input, problems } = nativeInput(req.series, req.seriesStartTimesMs, req.histograms, req.summaries, key);
+    const outcome = await this.#ingester.ingest(tenant, input);
+    if (problems.length === 0) return outcome;
+    let rejected = outcome.rejectedSamples;
+    const rejections = [...outcome.rejections];
+    for (const p of problems) {
+      rejected += p.samples;
+      rejections.push(create(SeriesRejectionSchema, { seriesIndex: p.index, rejectedSamples: p.samples, violation: { field: p.field, description: p.description } }));
+    }
+    return { acceptedSamples: outcome.acceptedSamples, rejectedSamples: rejected, rejections };
   }
 
   /** Unary write: stores the valid samples, then reports the invalid ones as `invalid_argument`. */
   async write(req: WriteRequest, ctx: HandlerContext): Promise<WriteResponse> {
     const { tenant } = requirePrincipal(ctx);
-    const limits = this.#deps.limits;
-    if (req.series.length > limits.maxSeriesPerRequest) {
-      throw new InvalidArgumentError(`series: ${req.series.length} series in one request, more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}`, [
-        { field: 'series', description: `more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}` },
-      ]);
-    }
-    let total = 0;
-    for (const s of req.series) total += s.values.length;
-    if (total > limits.maxSamplesPerRequest) {
-      throw new InvalidArgumentError(`series: ${total} samples in one request, more than ingestion.maxSamplesPerRequest = ${limits.maxSamplesPerRequest}`, [
-        { field: 'series', description: `more than ingestion.maxSamplesPerRequest = ${limits.maxSamplesPerRequest}` },
-      ]);
-    }
-    const nowMs = (this.#deps.now ?? Date.now)();
-    const v = validateSeries(req.series, limits, nowMs);
-    if (v.series.length > 0) {
-      const batchId = req.requestId !== '' ? `w:${req.requestId}` : randomUUID();
-      await this.#publish(tenant, batchId, v.series, nowMs);
-    }
-    this.#samples.inc({ tenant, outcome: 'accepted' }, v.acceptedSamples);
-    if (v.rejectedSamples > 0) this.#samples.inc({ tenant, outcome: 'rejected' }, v.rejectedSamples);
-    const result = create(WriteResultSchema, {
-      acceptedSamples: BigInt(v.acceptedSamples),
-      rejectedSamples: BigInt(v.rejectedSamples),
-      rejections: v.rejections,
-    });
-    if (v.rejections.length > 0) {
-      const first = v.rejections[0]!.violation!;
-      const more = v.rejections.length > 1 ? ` (and ${v.rejections.length - 1} more series with rejected samples)` : '';
+    const outcome = await this.#ingest(tenant, req, req.requestId === '' ? '' : `w:${req.requestId}`);
+    const result = toResult(outcome);
+    if (outcome.rejections.length > 0) {
+      const first = outcome.rejections[0]!.violation!;
+      const more = outcome.rejections.length > 1 ? ` (and ${outcome.rejections.length - 1} more series with rejected samples)` : '';
       throw new InvalidArgumentError(
-        `${first.field}: ${first.description}${more}; ${v.acceptedSamples} samples accepted, ${v.rejectedSamples} rejected`,
-        v.rejections.map((r) => ({ field: r.violation!.field, description: r.violation!.description })),
+        `${first.field}: ${first.description}${more}; ${outcome.acceptedSamples} samples accepted, ${outcome.rejectedSamples} rejected`,
+        outcome.rejections.map((r) => ({ field: r.violation!.field, description: r.violation!.description })),
         { detail: { desc: WriteResultSchema, value: result } },
       );
     }
@@ -94,49 +66,106 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
   }
 
   /**
-   * Publishes the series as one or more batches that each fit the bus's payload limit;
-   * resolves when every part is acknowledged. Part ids derive from the batch id, so a
-   * retried request dedupes part by part.
+   * Bidirectional stream: up to {@link STREAM_WINDOW} batches are ingested concurrently;
+   * each is acknowledged, in order, once JetStream acknowledged it. A whole-batch failure
+   * ends the stream with its code; the client replays unacknowledged batches.
    */
-  async #publish(tenant: string, batchId: string, series: Series[], nowMs: number): Promise<void> {
-    const subject = this.#deps.subjectFor(tenant);
-    const parts = splitBatch(
-      create(SampleBatchSchema, { tenant, batchId, series, receivedAtMs: BigInt(nowMs) }),
-      Math.floor(this.#deps.publisher.maxPayloadBytes * 0.9),
-    );
-    await Promise.all(parts.map((b) => this.#deps.publisher.publish(subject, SampleBatchSchema, b, { msgId: b.batchId })));
-    this.#requests.inc({ tenant }, parts.length);
+  async *stream(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext): AsyncGenerator<StreamResponse> {
+    const { tenant } = requirePrincipal(ctx);
+    const queue: Array<Promise<StreamResponse>> = [];
+    let readDone = false;
+    let readError: unknown;
+    let wakeWriter: (() => void) | undefined;
+    let wakeReader: (() => void) | undefined;
+    const signalWriter = () => {
+      wakeWriter?.();
+      wakeWriter = undefined;
+    };
+    const handle = async (req: StreamRequest): Promise<StreamResponse> => {
+      const key = req.batchId === '' ? '' : `s:${req.batchId}`;
+      const outcome = await this.#ingest(tenant, req, key);
+      return create(StreamResponseSchema, { batchSeq: req.batchSeq, result: toResult(outcome) });
+    };
+    const reader = (async () => {
+      try {
+        for await (const req of requests) {
+          while (queue.length >= STREAM_WINDOW && !ctx.signal.aborted) await new Promise<void>((r) => (wakeReader = r));
+          if (ctx.signal.aborted) break;
+          const p = handle(req);
+          // Observed when its turn comes; this keeps an early failure from being unhandled.
+          p.catch(() => undefined);
+          queue.push(p);
+          signalWriter();
+        }
+      } catch (err) {
+        readError = err;
+      } finally {
+        readDone = true;
+        signalWriter();
+      }
+    })();
+    const onAbort = () => {
+      wakeReader?.();
+      signalWriter();
+    };
+    ctx.signal.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        const head = queue[0];
+        if (head === undefined) {
+          if (readDone) {
+            if (readError !== undefined) throw readError;
+            return;
+          }
+          if (ctx.signal.aborted) return;
+          await new Promise<void>((r) => (wakeWriter = r));
+          continue;
+        }
+        const ack = await head;
+        queue.shift();
+        wakeReader?.();
+        wakeReader = undefined;
+        yield ack;
+      }
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+      wakeReader?.();
+      void reader;
+    }
   }
 }
 
-/**
- * Splits a batch into parts whose encoding fits `maxBytes`, halving by series (and, for a
- * single huge series, by samples). Part ids are `<id>/<n>` when split.
- */
-export function splitBatch(batch: SampleBatch, maxBytes: number): SampleBatch[] {
-  const parts: SampleBatch[] = [];
-  const visit = (series: Series[]): void => {
-    const candidate = { ...batch, series };
-    if (series.length === 0) return;
-    if (toBinary(SampleBatchSchema, candidate).byteLength <= maxBytes) {
-      parts.push(candidate);
-      return;
-    }
-    if (series.length > 1) {
-      const mid = Math.ceil(series.length / 2);
-      visit(series.slice(0, mid));
-      visit(series.slice(mid));
-      return;
-    }
-    const s = series[0]!;
-    if (s.values.length <= 1) throw new InvalidArgumentError('series: one sample is larger than the bus accepts', [{ field: 'series', description: 'sample too large' }]);
-    const mid = Math.ceil(s.values.length / 2);
-    visit([
-      { ...s, timestampsMs: s.timestampsMs.slice(0, mid), values: s.values.slice(0, mid) },
-      { ...s, timestampsMs: s.timestampsMs.slice(mid), values: s.values.slice(mid) },
-    ]);
+/** Builds the shared-path input of a native request: plain series plus expanded histograms and summaries. */
+export function nativeInput(
+  series: Series[],
+  seriesStartTimesMs: readonly bigint[],
+  histograms: readonly HistogramSeries[],
+  summaries: readonly SummarySeries[],
+  idempotencyKey: string,
+): { input: IngestInput; problems: Expanded['problems'] } {
+  if (histograms.length === 0 && summaries.length === 0) {
+    const input = { series, startTimesMs: seriesStartTimesMs.length > 0 ? seriesStartTimesMs : undefined, idempotencyKey, protocol: 'native' };
+    return { input, problems: [] };
+  }
+  const x = expandHistogramsAndSummaries(histograms, summaries);
+  const n = series.length;
+  const starts: bigint[] = [];
+  for (let i = 0; i < n; i++) starts.push(seriesStartTimesMs[i] ?? 0n);
+  starts.push(...x.startTimesMs);
+  const input: IngestInput = {
+    series: [...series, ...x.series],
+    startTimesMs: starts,
+    fieldOf: (i) => (i < n ? `series[${i}]` : x.fields[i - n]!),
+    idempotencyKey,
+    protocol: 'native',
   };
-  visit(batch.series);
-  if (parts.length === 1) return parts;
-  return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
+  return { input, problems: x.problems };
+}
+
+function toResult(o: IngestOutcome): WriteResult {
+  return create(WriteResultSchema, {
+    acceptedSamples: BigInt(o.acceptedSamples),
+    rejectedSamples: BigInt(o.rejectedSamples),
+    rejections: o.rejections,
+  });
 }

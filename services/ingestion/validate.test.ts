@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { SeriesSchema, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { SampleBatchSchema } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
 import { loadConfig } from '../../libs/runtime/config.js';
@@ -74,5 +74,22 @@ describe('splitBatch', () => {
     const hugeParts = splitBatch(huge, 8_000);
     assert.ok(hugeParts.length > 1);
     assert.equal(hugeParts.reduce((n, p) => n + p.series[0]!.values.length, 0), 5000);
+    for (const p of [...parts, ...hugeParts]) assert.ok(toBinary(SampleBatchSchema, p).byteLength <= (p.batchId.startsWith('h') ? 8_000 : 20_000));
+  });
+
+  it('bounds sizes without encoding: every part fits, even with non-ASCII labels, extreme values and start times, and few parts are wasted', () => {
+    const series = Array.from({ length: 3000 }, (_, i) =>
+      s([['__name__', 'température_°C'], ['città', `Zürich-東京-${i}-😀`]], [[-1, -Number.MAX_VALUE], [NOW + i, NaN]]),
+    );
+    const batch = create(SampleBatchSchema, { tenant: 'tenant-ü', batchId: 'id', series, startTimesMs: series.map(() => BigInt(-1)) });
+    const total = toBinary(SampleBatchSchema, batch).byteLength;
+    const max = 30_000;
+    const parts = splitBatch(batch, max);
+    for (const p of parts) {
+      assert.ok(toBinary(SampleBatchSchema, p).byteLength <= max);
+      assert.equal(p.startTimesMs.length, p.series.length, 'start times stay with their series');
+    }
+    assert.equal(parts.reduce((n, p) => n + p.series.length, 0), 3000);
+    assert.ok(parts.length <= Math.ceil((3 * total) / max), `${parts.length} parts for ${total} bytes`);
   });
 });

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/events/v1/events.proto.
  */
 export const file_telemesh_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch90ZWxlbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0ZWxlbWVzaC5ldmVudHMudjEicwoLU2FtcGxlQmF0Y2gSDgoGdGVuYW50GAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEioKBnNlcmllcxgDIAMoCzIaLnRlbGVtZXNoLmNvbW1vbi52MS5TZXJpZXMSFgoOcmVjZWl2ZWRfYXRfbXMYBCABKAMihQEKCkFnZW50RXZlbnQSDgoGdGVuYW50GAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhYKDnByZXZpb3VzX3N0YXRlGAMgASgFEg0KBXN0YXRlGAQgASgFEg4KBnJlYXNvbhgFIAEoCRINCgVhdF9tcxgGIAEoAxIPCgdyZXBsaWNhGAcgASgJIrEBCgpBbGVydEV2ZW50Eg4KBnRlbmFudBgBIAEoCRIpCgZsYWJlbHMYAiADKAsyGS50ZWxlbWVzaC5jb21tb24udjEuTGFiZWwSLgoLYW5ub3RhdGlvbnMYAyADKAsyGS50ZWxlbWVzaC5jb21tb24udjEuTGFiZWwSDgoGZmlyaW5nGAQgASgIEhQKDHN0YXJ0c19hdF9tcxgFIAEoAxISCgplbmRzX2F0X21zGAYgASgDYgZwcm90bzM", [file_telemesh_common_v1_common]);
+  fileDesc("Ch90ZWxlbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0ZWxlbWVzaC5ldmVudHMudjEiiwEKC1NhbXBsZUJhdGNoEg4KBnRlbmFudBgBIAEoCRIQCghiYXRjaF9pZBgCIAEoCRIqCgZzZXJpZXMYAyADKAsyGi50ZWxlbWVzaC5jb21tb24udjEuU2VyaWVzEhYKDnJlY2VpdmVkX2F0X21zGAQgASgDEhYKDnN0YXJ0X3RpbWVzX21zGAUgAygDIoUBCgpBZ2VudEV2ZW50Eg4KBnRlbmFudBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIWCg5wcmV2aW91c19zdGF0ZRgDIAEoBRINCgVzdGF0ZRgEIAEoBRIOCgZyZWFzb24YBSABKAkSDQoFYXRfbXMYBiABKAMSDwoHcmVwbGljYRgHIAEoCSKxAQoKQWxlcnRFdmVudBIOCgZ0ZW5hbnQYASABKAkSKQoGbGFiZWxzGAIgAygLMhkudGVsZW1lc2guY29tbW9uLnYxLkxhYmVsEi4KC2Fubm90YXRpb25zGAMgAygLMhkudGVsZW1lc2guY29tbW9uLnYxLkxhYmVsEg4KBmZpcmluZxgEIAEoCBIUCgxzdGFydHNfYXRfbXMYBSABKAMSEgoKZW5kc19hdF9tcxgGIAEoA2IGcHJvdG8z", [file_telemesh_common_v1_common]);
 
 /**
  * SampleBatch is the event ingestion publishes on `telemesh.samples.v1.<tenant>` and
@@ -49,6 +49,14 @@ export type SampleBatch = Message<"telemesh.events.v1.SampleBatch"> & {
    * @generated from field: int64 received_at_ms = 4;
    */
   receivedAtMs: bigint;
+
+  /**
+   * Start time of each cumulative series, by index into `series`, Unix milliseconds;
+   * empty, or 0 for an entry, when unknown.
+   *
+   * @generated from field: repeated int64 start_times_ms = 5;
+   */
+  startTimesMs: bigint[];
 };
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/heartbeat/v1/heartbeat.proto.
  */
 export const file_telemesh_heartbeat_v1_heartbeat: GenFile = /*@__PURE__*/
-  fileDesc("CiV0ZWxlbWVzaC9oZWFydGJlYXQvdjEvaGVhcnRiZWF0LnByb3RvEhV0ZWxlbWVzaC5oZWFydGJlYXQudjEi2wEKBUFnZW50EhAKCGFnZW50X2lkGAEgASgJEhAKCGhvc3RuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKQoGbGFiZWxzGAQgAygLMhkudGVsZW1lc2guY29tbW9uLnYxLkxhYmVsEjAKBXN0YXRlGAUgASgOMiEudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50U3RhdGUSFAoMbGFzdF9zZWVuX21zGAYgASgDEhUKDW93bmVyX3JlcGxpY2EYByABKAkSEwoLaW50ZXJ2YWxfbXMYCCABKAMqhQEKCkFnZW50U3RhdGUSGwoXQUdFTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFBR0VOVF9TVEFURV9BTElWRRABEhcKE0FHRU5UX1NUQVRFX1NVU1BFQ1QQAhIUChBBR0VOVF9TVEFURV9ERUFEEAMSFAoQQUdFTlRfU1RBVEVfTEVGVBAEYgZwcm90bzM", [file_telemesh_common_v1_common]);
+  fileDesc("CiV0ZWxlbWVzaC9oZWFydGJlYXQvdjEvaGVhcnRiZWF0LnByb3RvEhV0ZWxlbWVzaC5oZWFydGJlYXQudjEizwIKBUFnZW50EhAKCGFnZW50X2lkGAEgASgJEhAKCGhvc3RuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKQoGbGFiZWxzGAQgAygLMhkudGVsZW1lc2guY29tbW9uLnYxLkxhYmVsEjAKBXN0YXRlGAUgASgOMiEudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50U3RhdGUSFAoMbGFzdF9zZWVuX21zGAYgASgDEhUKDW93bmVyX3JlcGxpY2EYByABKAkSEwoLaW50ZXJ2YWxfbXMYCCABKAMSDgoGcmVhc29uGAkgASgJEhYKDnN0YXRlX3NpbmNlX21zGAogASgDEhgKEGxlYXNlX2V4cGlyZXNfbXMYCyABKAMSDgoGdGVuYW50GAwgASgJEg4KBnN0YXR1cxgNIAEoCRIQCghsYXN0X3NlcRgOIAEoBCqFAQoKQWdlbnRTdGF0ZRIbChdBR0VOVF9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUFHRU5UX1NUQVRFX0FMSVZFEAESFwoTQUdFTlRfU1RBVEVfU1VTUEVDVBACEhQKEEFHRU5UX1NUQVRFX0RFQUQQAxIUChBBR0VOVF9TVEFURV9MRUZUEARiBnByb3RvMw", [file_telemesh_common_v1_common]);
 
 /**
  * Agent is the registry's view of one agent.
@@ -75,6 +75,48 @@ export type Agent = Message<"telemesh.heartbeat.v1.Agent"> & {
    * @generated from field: int64 interval_ms = 8;
    */
   intervalMs: bigint;
+
+  /**
+   * Why the agent is in its current state (e.g. `stream broken`, `phi 8.2 >= 8`).
+   *
+   * @generated from field: string reason = 9;
+   */
+  reason: string;
+
+  /**
+   * When the agent entered its current state, Unix milliseconds.
+   *
+   * @generated from field: int64 state_since_ms = 10;
+   */
+  stateSinceMs: bigint;
+
+  /**
+   * When the owner's lease on the agent ends unless renewed, Unix milliseconds.
+   *
+   * @generated from field: int64 lease_expires_ms = 11;
+   */
+  leaseExpiresMs: bigint;
+
+  /**
+   * Tenant the agent belongs to.
+   *
+   * @generated from field: string tenant = 12;
+   */
+  tenant: string;
+
+  /**
+   * Last status text the agent sent.
+   *
+   * @generated from field: string status = 13;
+   */
+  status: string;
+
+  /**
+   * Last heartbeat sequence number received.
+   *
+   * @generated from field: uint64 last_seq = 14;
+   */
+  lastSeq: bigint;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/heartbeat/v1/heartbeat_service.proto.
  */
 export const file_telemesh_heartbeat_v1_heartbeat_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci10ZWxlbWVzaC9oZWFydGJlYXQvdjEvaGVhcnRiZWF0X3NlcnZpY2UucHJvdG8SFXRlbGVtZXNoLmhlYXJ0YmVhdC52MSKGAQoFSGVsbG8SEAoIYWdlbnRfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIpCgZsYWJlbHMYBCADKAsyGS50ZWxlbWVzaC5jb21tb24udjEuTGFiZWwSHQoVcmVxdWVzdGVkX2ludGVydmFsX21zGAUgASgDIjcKBEJlYXQSCwoDc2VxGAEgASgEEhIKCnNlbnRfYXRfbXMYAiABKAMSDgoGc3RhdHVzGAMgASgJIhkKB0dvb2RieWUSDgoGcmVhc29uGAEgASgJIqYBCg5Db25uZWN0UmVxdWVzdBItCgVoZWxsbxgBIAEoCzIcLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5IZWxsb0gAEisKBGJlYXQYAiABKAsyGy50ZWxlbWVzaC5oZWFydGJlYXQudjEuQmVhdEgAEjEKB2dvb2RieWUYAyABKAsyHi50ZWxlbWVzaC5oZWFydGJlYXQudjEuR29vZGJ5ZUgAQgUKA21zZyImCg9Db25uZWN0UmVzcG9uc2USEwoLaW50ZXJ2YWxfbXMYASABKAMiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIj8KEEdldEFnZW50UmVzcG9uc2USKwoFYWdlbnQYASABKAsyHC50ZWxlbWVzaC5oZWFydGJlYXQudjEuQWdlbnQioQEKEUxpc3RBZ2VudHNSZXF1ZXN0EjEKBnN0YXRlcxgBIAMoDjIhLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5BZ2VudFN0YXRlEjIKCG1hdGNoZXJzGAIgAygLMiAudGVsZW1lc2guY29tbW9uLnYxLkxhYmVsTWF0Y2hlchIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJbChJMaXN0QWdlbnRzUmVzcG9uc2USLAoGYWdlbnRzGAEgAygLMhwudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJIChJXYXRjaEFnZW50c1JlcXVlc3QSMgoIbWF0Y2hlcnMYASADKAsyIC50ZWxlbWVzaC5jb21tb24udjEuTGFiZWxNYXRjaGVyIo0BChNXYXRjaEFnZW50c1Jlc3BvbnNlEisKBWFnZW50GAEgASgLMhwudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50EjkKDnByZXZpb3VzX3N0YXRlGAIgASgOMiEudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50U3RhdGUSDgoGcmVhc29uGAMgASgJMpgDChBIZWFydGJlYXRTZXJ2aWNlElwKB0Nvbm5lY3QSJS50ZWxlbWVzaC5oZWFydGJlYXQudjEuQ29ubmVjdFJlcXVlc3QaJi50ZWxlbWVzaC5oZWFydGJlYXQudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCghHZXRBZ2VudBImLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5HZXRBZ2VudFJlcXVlc3QaJy50ZWxlbWVzaC5oZWFydGJlYXQudjEuR2V0QWdlbnRSZXNwb25zZRJhCgpMaXN0QWdlbnRzEigudGVsZW1lc2guaGVhcnRiZWF0LnYxLkxpc3RBZ2VudHNSZXF1ZXN0GikudGVsZW1lc2guaGVhcnRiZWF0LnYxLkxpc3RBZ2VudHNSZXNwb25zZRJmCgtXYXRjaEFnZW50cxIpLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5XYXRjaEFnZW50c1JlcXVlc3QaKi50ZWxlbWVzaC5oZWFydGJlYXQudjEuV2F0Y2hBZ2VudHNSZXNwb25zZTABYgZwcm90bzM", [file_telemesh_common_v1_common, file_telemesh_heartbeat_v1_heartbeat]);
+  fileDesc("Ci10ZWxlbWVzaC9oZWFydGJlYXQvdjEvaGVhcnRiZWF0X3NlcnZpY2UucHJvdG8SFXRlbGVtZXNoLmhlYXJ0YmVhdC52MSKGAQoFSGVsbG8SEAoIYWdlbnRfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIpCgZsYWJlbHMYBCADKAsyGS50ZWxlbWVzaC5jb21tb24udjEuTGFiZWwSHQoVcmVxdWVzdGVkX2ludGVydmFsX21zGAUgASgDImwKBEJlYXQSCwoDc2VxGAEgASgEEhIKCnNlbnRfYXRfbXMYAiABKAMSDgoGc3RhdHVzGAMgASgJEjMKCXJlc291cmNlcxgEIAEoCzIgLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5SZXNvdXJjZXMiQwoJUmVzb3VyY2VzEhEKCWNwdV9yYXRpbxgBIAEoARIUCgxtZW1vcnlfYnl0ZXMYAiABKAQSDQoFbG9hZDEYAyABKAEiGQoHR29vZGJ5ZRIOCgZyZWFzb24YASABKAkipgEKDkNvbm5lY3RSZXF1ZXN0Ei0KBWhlbGxvGAEgASgLMhwudGVsZW1lc2guaGVhcnRiZWF0LnYxLkhlbGxvSAASKwoEYmVhdBgCIAEoCzIbLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5CZWF0SAASMQoHZ29vZGJ5ZRgDIAEoCzIeLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5Hb29kYnllSABCBQoDbXNnIkcKD0Nvbm5lY3RSZXNwb25zZRITCgtpbnRlcnZhbF9tcxgBIAEoAxIPCgdyZXBsaWNhGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiPwoQR2V0QWdlbnRSZXNwb25zZRIrCgVhZ2VudBgBIAEoCzIcLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5BZ2VudCKhAQoRTGlzdEFnZW50c1JlcXVlc3QSMQoGc3RhdGVzGAEgAygOMiEudGVsZW1lc2guaGVhcnRiZWF0LnYxLkFnZW50U3RhdGUSMgoIbWF0Y2hlcnMYAiADKAsyIC50ZWxlbWVzaC5jb21tb24udjEuTGFiZWxNYXRjaGVyEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlsKEkxpc3RBZ2VudHNSZXNwb25zZRIsCgZhZ2VudHMYASADKAsyHC50ZWxlbWVzaC5oZWFydGJlYXQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkgKEldhdGNoQWdlbnRzUmVxdWVzdBIyCghtYXRjaGVycxgBIAMoCzIgLnRlbGVtZXNoLmNvbW1vbi52MS5MYWJlbE1hdGNoZXIijQEKE1dhdGNoQWdlbnRzUmVzcG9uc2USKwoFYWdlbnQYASABKAsyHC50ZWxlbWVzaC5oZWFydGJlYXQudjEuQWdlbnQSOQoOcHJldmlvdXNfc3RhdGUYAiABKA4yIS50ZWxlbWVzaC5oZWFydGJlYXQudjEuQWdlbnRTdGF0ZRIOCgZyZWFzb24YAyABKAkymAMKEEhlYXJ0YmVhdFNlcnZpY2USXAoHQ29ubmVjdBIlLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5Db25uZWN0UmVxdWVzdBomLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5Db25uZWN0UmVzcG9uc2UoATABElsKCEdldEFnZW50EiYudGVsZW1lc2guaGVhcnRiZWF0LnYxLkdldEFnZW50UmVxdWVzdBonLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5HZXRBZ2VudFJlc3BvbnNlEmEKCkxpc3RBZ2VudHMSKC50ZWxlbWVzaC5oZWFydGJlYXQudjEuTGlzdEFnZW50c1JlcXVlc3QaKS50ZWxlbWVzaC5oZWFydGJlYXQudjEuTGlzdEFnZW50c1Jlc3BvbnNlEmYKC1dhdGNoQWdlbnRzEikudGVsZW1lc2guaGVhcnRiZWF0LnYxLldhdGNoQWdlbnRzUmVxdWVzdBoqLnRlbGVtZXNoLmhlYXJ0YmVhdC52MS5XYXRjaEFnZW50c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_telemesh_common_v1_common, file_telemesh_heartbeat_v1_heartbeat]);
 
 /**
  * Hello opens an agent's stream.
@@ -91,6 +91,13 @@ export type Beat = Message<"telemesh.heartbeat.v1.Beat"> & {
    * @generated from field: string status = 3;
    */
   status: string;
+
+  /**
+   * Resource summary of the host.
+   *
+   * @generated from field: telemesh.heartbeat.v1.Resources resources = 4;
+   */
+  resources?: Resources | undefined;
 };
 
 /**
@@ -99,6 +106,41 @@ export type Beat = Message<"telemesh.heartbeat.v1.Beat"> & {
  */
 export const BeatSchema: GenMessage<Beat> = /*@__PURE__*/
   messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 1);
+
+/**
+ * Resources is a short resource summary sent with a heartbeat.
+ *
+ * @generated from message telemesh.heartbeat.v1.Resources
+ */
+export type Resources = Message<"telemesh.heartbeat.v1.Resources"> & {
+  /**
+   * CPU use, 0..1 of all cores.
+   *
+   * @generated from field: double cpu_ratio = 1;
+   */
+  cpuRatio: number;
+
+  /**
+   * Resident memory of the agent process, bytes.
+   *
+   * @generated from field: uint64 memory_bytes = 2;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * Load average over one minute.
+   *
+   * @generated from field: double load1 = 3;
+   */
+  load1: number;
+};
+
+/**
+ * Describes the message telemesh.heartbeat.v1.Resources.
+ * Use `create(ResourcesSchema)` to create a new message.
+ */
+export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 2);
 
 /**
  * Goodbye announces a clean shutdown.
@@ -119,7 +161,7 @@ export type Goodbye = Message<"telemesh.heartbeat.v1.Goodbye"> & {
  * Use `create(GoodbyeSchema)` to create a new message.
  */
 export const GoodbyeSchema: GenMessage<Goodbye> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 2);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 3);
 
 /**
  * ConnectRequest is one message from the agent.
@@ -164,7 +206,7 @@ export type ConnectRequest = Message<"telemesh.heartbeat.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 3);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 4);
 
 /**
  * ConnectResponse is a directive from the service.
@@ -178,6 +220,20 @@ export type ConnectResponse = Message<"telemesh.heartbeat.v1.ConnectResponse"> &
    * @generated from field: int64 interval_ms = 1;
    */
   intervalMs: bigint;
+
+  /**
+   * Replica that holds the stream.
+   *
+   * @generated from field: string replica = 2;
+   */
+  replica: string;
+
+  /**
+   * Why this directive was sent (`welcome`, `interval changed`).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
 };
 
 /**
@@ -185,7 +241,7 @@ export type ConnectResponse = Message<"telemesh.heartbeat.v1.ConnectResponse"> &
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 4);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 5);
 
 /**
  * GetAgentRequest names an agent.
@@ -206,7 +262,7 @@ export type GetAgentRequest = Message<"telemesh.heartbeat.v1.GetAgentRequest"> &
  * Use `create(GetAgentRequestSchema)` to create a new message.
  */
 export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 5);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 6);
 
 /**
  * GetAgentResponse holds the agent.
@@ -227,7 +283,7 @@ export type GetAgentResponse = Message<"telemesh.heartbeat.v1.GetAgentResponse">
  * Use `create(GetAgentResponseSchema)` to create a new message.
  */
 export const GetAgentResponseSchema: GenMessage<GetAgentResponse> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 6);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 7);
 
 /**
  * ListAgentsRequest filters and paginates agents.
@@ -269,7 +325,7 @@ export type ListAgentsRequest = Message<"telemesh.heartbeat.v1.ListAgentsRequest
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 7);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 8);
 
 /**
  * ListAgentsResponse is one page of agents.
@@ -297,7 +353,7 @@ export type ListAgentsResponse = Message<"telemesh.heartbeat.v1.ListAgentsRespon
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 8);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 9);
 
 /**
  * WatchAgentsRequest filters the changes to stream.
@@ -318,7 +374,7 @@ export type WatchAgentsRequest = Message<"telemesh.heartbeat.v1.WatchAgentsReque
  * Use `create(WatchAgentsRequestSchema)` to create a new message.
  */
 export const WatchAgentsRequestSchema: GenMessage<WatchAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 9);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 10);
 
 /**
  * WatchAgentsResponse is one state change.
@@ -353,7 +409,7 @@ export type WatchAgentsResponse = Message<"telemesh.heartbeat.v1.WatchAgentsResp
  * Use `create(WatchAgentsResponseSchema)` to create a new message.
  */
 export const WatchAgentsResponseSchema: GenMessage<WatchAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 10);
+  messageDesc(file_telemesh_heartbeat_v1_heartbeat_service, 11);
 
 /**
  * HeartbeatService tracks agent liveness over long-lived streams.

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { FieldViolation } from "../../common/v1/common_pb.js";
+import type { FieldViolation, Label } from "../../common/v1/common_pb.js";
 import { file_telemesh_common_v1_common } from "../../common/v1/common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/ingest/v1/ingest.proto.
  */
 export const file_telemesh_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("Ch90ZWxlbWVzaC9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJ0ZWxlbWVzaC5pbmdlc3QudjEieAoPU2VyaWVzUmVqZWN0aW9uEhQKDHNlcmllc19pbmRleBgBIAEoDRIYChByZWplY3RlZF9zYW1wbGVzGAIgASgNEjUKCXZpb2xhdGlvbhgDIAEoCzIiLnRlbGVtZXNoLmNvbW1vbi52MS5GaWVsZFZpb2xhdGlvbiJ6CgtXcml0ZVJlc3VsdBIYChBhY2NlcHRlZF9zYW1wbGVzGAEgASgEEhgKEHJlamVjdGVkX3NhbXBsZXMYAiABKAQSNwoKcmVqZWN0aW9ucxgDIAMoCzIjLnRlbGVtZXNoLmluZ2VzdC52MS5TZXJpZXNSZWplY3Rpb25iBnByb3RvMw", [file_telemesh_common_v1_common]);
+  fileDesc("Ch90ZWxlbWVzaC9pbmdlc3QvdjEvaW5nZXN0LnByb3RvEhJ0ZWxlbWVzaC5pbmdlc3QudjEieAoPU2VyaWVzUmVqZWN0aW9uEhQKDHNlcmllc19pbmRleBgBIAEoDRIYChByZWplY3RlZF9zYW1wbGVzGAIgASgNEjUKCXZpb2xhdGlvbhgDIAEoCzIiLnRlbGVtZXNoLmNvbW1vbi52MS5GaWVsZFZpb2xhdGlvbiJ6CgtXcml0ZVJlc3VsdBIYChBhY2NlcHRlZF9zYW1wbGVzGAEgASgEEhgKEHJlamVjdGVkX3NhbXBsZXMYAiABKAQSNwoKcmVqZWN0aW9ucxgDIAMoCzIjLnRlbGVtZXNoLmluZ2VzdC52MS5TZXJpZXNSZWplY3Rpb24icAoPSGlzdG9ncmFtU2VyaWVzEikKBmxhYmVscxgBIAMoCzIZLnRlbGVtZXNoLmNvbW1vbi52MS5MYWJlbBIyCgZwb2ludHMYAiADKAsyIi50ZWxlbWVzaC5pbmdlc3QudjEuSGlzdG9ncmFtUG9pbnQihgEKDkhpc3RvZ3JhbVBvaW50EhQKDHRpbWVzdGFtcF9tcxgBIAEoAxIVCg1zdGFydF90aW1lX21zGAIgASgDEhQKDHVwcGVyX2JvdW5kcxgDIAMoARIVCg1idWNrZXRfY291bnRzGAQgAygEEgsKA3N1bRgFIAEoARINCgVjb3VudBgGIAEoBCJsCg1TdW1tYXJ5U2VyaWVzEikKBmxhYmVscxgBIAMoCzIZLnRlbGVtZXNoLmNvbW1vbi52MS5MYWJlbBIwCgZwb2ludHMYAiADKAsyIC50ZWxlbWVzaC5pbmdlc3QudjEuU3VtbWFyeVBvaW50IogBCgxTdW1tYXJ5UG9pbnQSFAoMdGltZXN0YW1wX21zGAEgASgDEhUKDXN0YXJ0X3RpbWVfbXMYAiABKAMSLwoJcXVhbnRpbGVzGAMgAygLMhwudGVsZW1lc2guaW5nZXN0LnYxLlF1YW50aWxlEgsKA3N1bRgEIAEoARINCgVjb3VudBgFIAEoBCIrCghRdWFudGlsZRIQCghxdWFudGlsZRgBIAEoARINCgV2YWx1ZRgCIAEoAWIGcHJvdG8z", [file_telemesh_common_v1_common]);
 
 /**
  * SeriesRejection reports the samples of one series that were not accepted.
@@ -21,7 +21,9 @@ export const file_telemesh_ingest_v1_ingest: GenFile = /*@__PURE__*/
  */
 export type SeriesRejection = Message<"telemesh.ingest.v1.SeriesRejection"> & {
   /**
-   * Index of the series in the request.
+   * Index of the series in the request. Histograms and summaries count after `series`,
+   * in the order of the Prometheus series they expand to; `violation.field` names the
+   * exact request field (e.g. `histograms[0].points[2].upper_bounds[1]`).
    *
    * @generated from field: uint32 series_index = 1;
    */
@@ -84,4 +86,198 @@ export type WriteResult = Message<"telemesh.ingest.v1.WriteResult"> & {
  */
 export const WriteResultSchema: GenMessage<WriteResult> = /*@__PURE__*/
   messageDesc(file_telemesh_ingest_v1_ingest, 1);
+
+/**
+ * HistogramSeries is one histogram with explicit buckets. Ingestion stores it the way
+ * Prometheus stores classic histograms: `<name>_bucket{le="…"}` (cumulative counts, with
+ * `le="+Inf"` equal to the count), `<name>_sum` and `<name>_count`.
+ *
+ * @generated from message telemesh.ingest.v1.HistogramSeries
+ */
+export type HistogramSeries = Message<"telemesh.ingest.v1.HistogramSeries"> & {
+  /**
+   * Identifying labels; `__name__` is the base name (without _bucket/_sum/_count).
+   *
+   * @generated from field: repeated telemesh.common.v1.Label labels = 1;
+   */
+  labels: Label[];
+
+  /**
+   * Observations over time.
+   *
+   * @generated from field: repeated telemesh.ingest.v1.HistogramPoint points = 2;
+   */
+  points: HistogramPoint[];
+};
+
+/**
+ * Describes the message telemesh.ingest.v1.HistogramSeries.
+ * Use `create(HistogramSeriesSchema)` to create a new message.
+ */
+export const HistogramSeriesSchema: GenMessage<HistogramSeries> = /*@__PURE__*/
+  messageDesc(file_telemesh_ingest_v1_ingest, 2);
+
+/**
+ * HistogramPoint is the state of a cumulative histogram at one time.
+ *
+ * @generated from message telemesh.ingest.v1.HistogramPoint
+ */
+export type HistogramPoint = Message<"telemesh.ingest.v1.HistogramPoint"> & {
+  /**
+   * Unix milliseconds; 0 means "when the server received it".
+   *
+   * @generated from field: int64 timestamp_ms = 1;
+   */
+  timestampMs: bigint;
+
+  /**
+   * When the cumulative counts started (process start or last reset), Unix
+   * milliseconds; 0 when unknown.
+   *
+   * @generated from field: int64 start_time_ms = 2;
+   */
+  startTimeMs: bigint;
+
+  /**
+   * Upper bounds of the buckets, ascending; the +Inf bucket is implicit.
+   *
+   * @generated from field: repeated double upper_bounds = 3;
+   */
+  upperBounds: number[];
+
+  /**
+   * Observations per bucket, NOT cumulative (as OTLP): one entry per upper bound plus
+   * one for the +Inf bucket.
+   *
+   * @generated from field: repeated uint64 bucket_counts = 4;
+   */
+  bucketCounts: bigint[];
+
+  /**
+   * Sum of all observations.
+   *
+   * @generated from field: double sum = 5;
+   */
+  sum: number;
+
+  /**
+   * Number of observations.
+   *
+   * @generated from field: uint64 count = 6;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message telemesh.ingest.v1.HistogramPoint.
+ * Use `create(HistogramPointSchema)` to create a new message.
+ */
+export const HistogramPointSchema: GenMessage<HistogramPoint> = /*@__PURE__*/
+  messageDesc(file_telemesh_ingest_v1_ingest, 3);
+
+/**
+ * SummarySeries is one summary. Ingestion stores it the way Prometheus stores summaries:
+ * `<name>{quantile="…"}`, `<name>_sum` and `<name>_count`.
+ *
+ * @generated from message telemesh.ingest.v1.SummarySeries
+ */
+export type SummarySeries = Message<"telemesh.ingest.v1.SummarySeries"> & {
+  /**
+   * Identifying labels; `__name__` is the base name.
+   *
+   * @generated from field: repeated telemesh.common.v1.Label labels = 1;
+   */
+  labels: Label[];
+
+  /**
+   * Observations over time.
+   *
+   * @generated from field: repeated telemesh.ingest.v1.SummaryPoint points = 2;
+   */
+  points: SummaryPoint[];
+};
+
+/**
+ * Describes the message telemesh.ingest.v1.SummarySeries.
+ * Use `create(SummarySeriesSchema)` to create a new message.
+ */
+export const SummarySeriesSchema: GenMessage<SummarySeries> = /*@__PURE__*/
+  messageDesc(file_telemesh_ingest_v1_ingest, 4);
+
+/**
+ * SummaryPoint is the state of a summary at one time.
+ *
+ * @generated from message telemesh.ingest.v1.SummaryPoint
+ */
+export type SummaryPoint = Message<"telemesh.ingest.v1.SummaryPoint"> & {
+  /**
+   * Unix milliseconds; 0 means "when the server received it".
+   *
+   * @generated from field: int64 timestamp_ms = 1;
+   */
+  timestampMs: bigint;
+
+  /**
+   * When the cumulative sum and count started, Unix milliseconds; 0 when unknown.
+   *
+   * @generated from field: int64 start_time_ms = 2;
+   */
+  startTimeMs: bigint;
+
+  /**
+   * Quantile values.
+   *
+   * @generated from field: repeated telemesh.ingest.v1.Quantile quantiles = 3;
+   */
+  quantiles: Quantile[];
+
+  /**
+   * Sum of all observations.
+   *
+   * @generated from field: double sum = 4;
+   */
+  sum: number;
+
+  /**
+   * Number of observations.
+   *
+   * @generated from field: uint64 count = 5;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message telemesh.ingest.v1.SummaryPoint.
+ * Use `create(SummaryPointSchema)` to create a new message.
+ */
+export const SummaryPointSchema: GenMessage<SummaryPoint> = /*@__PURE__*/
+  messageDesc(file_telemesh_ingest_v1_ingest, 5);
+
+/**
+ * Quantile is one quantile of a summary.
+ *
+ * @generated from message telemesh.ingest.v1.Quantile
+ */
+export type Quantile = Message<"telemesh.ingest.v1.Quantile"> & {
+  /**
+   * The quantile, 0 to 1.
+   *
+   * @generated from field: double quantile = 1;
+   */
+  quantile: number;
+
+  /**
+   * Its value.
+   *
+   * @generated from field: double value = 2;
+   */
+  value: number;
+};
+
+/**
+ * Describes the message telemesh.ingest.v1.Quantile.
+ * Use `create(QuantileSchema)` to create a new message.
+ */
+export const QuantileSchema: GenMessage<Quantile> = /*@__PURE__*/
+  messageDesc(file_telemesh_ingest_v1_ingest, 6);
 

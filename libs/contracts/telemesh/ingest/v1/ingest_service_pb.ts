@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Series } from "../../common/v1/common_pb.js";
 import { file_telemesh_common_v1_common } from "../../common/v1/common_pb.js";
-import type { WriteResult } from "./ingest_pb.js";
+import type { HistogramSeries, SummarySeries, WriteResult } from "./ingest_pb.js";
 import { file_telemesh_ingest_v1_ingest } from "./ingest_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/ingest/v1/ingest_service.proto.
  */
 export const file_telemesh_ingest_v1_ingest_service: GenFile = /*@__PURE__*/
-  fileDesc("Cid0ZWxlbWVzaC9pbmdlc3QvdjEvaW5nZXN0X3NlcnZpY2UucHJvdG8SEnRlbGVtZXNoLmluZ2VzdC52MSJOCgxXcml0ZVJlcXVlc3QSKgoGc2VyaWVzGAEgAygLMhoudGVsZW1lc2guY29tbW9uLnYxLlNlcmllcxISCgpyZXF1ZXN0X2lkGAIgASgJIkAKDVdyaXRlUmVzcG9uc2USLwoGcmVzdWx0GAEgASgLMh8udGVsZW1lc2guaW5nZXN0LnYxLldyaXRlUmVzdWx0ImAKDVN0cmVhbVJlcXVlc3QSEQoJYmF0Y2hfc2VxGAEgASgEEioKBnNlcmllcxgCIAMoCzIaLnRlbGVtZXNoLmNvbW1vbi52MS5TZXJpZXMSEAoIYmF0Y2hfaWQYAyABKAkiVAoOU3RyZWFtUmVzcG9uc2USEQoJYmF0Y2hfc2VxGAEgASgEEi8KBnJlc3VsdBgCIAEoCzIfLnRlbGVtZXNoLmluZ2VzdC52MS5Xcml0ZVJlc3VsdDKyAQoNSW5nZXN0U2VydmljZRJMCgVXcml0ZRIgLnRlbGVtZXNoLmluZ2VzdC52MS5Xcml0ZVJlcXVlc3QaIS50ZWxlbWVzaC5pbmdlc3QudjEuV3JpdGVSZXNwb25zZRJTCgZTdHJlYW0SIS50ZWxlbWVzaC5pbmdlc3QudjEuU3RyZWFtUmVxdWVzdBoiLnRlbGVtZXNoLmluZ2VzdC52MS5TdHJlYW1SZXNwb25zZSgBMAFiBnByb3RvMw", [file_telemesh_common_v1_common, file_telemesh_ingest_v1_ingest]);
+  fileDesc("Cid0ZWxlbWVzaC9pbmdlc3QvdjEvaW5nZXN0X3NlcnZpY2UucHJvdG8SEnRlbGVtZXNoLmluZ2VzdC52MSLcAQoMV3JpdGVSZXF1ZXN0EioKBnNlcmllcxgBIAMoCzIaLnRlbGVtZXNoLmNvbW1vbi52MS5TZXJpZXMSEgoKcmVxdWVzdF9pZBgCIAEoCRI3CgpoaXN0b2dyYW1zGAMgAygLMiMudGVsZW1lc2guaW5nZXN0LnYxLkhpc3RvZ3JhbVNlcmllcxI0CglzdW1tYXJpZXMYBCADKAsyIS50ZWxlbWVzaC5pbmdlc3QudjEuU3VtbWFyeVNlcmllcxIdChVzZXJpZXNfc3RhcnRfdGltZXNfbXMYBSADKAMiQAoNV3JpdGVSZXNwb25zZRIvCgZyZXN1bHQYASABKAsyHy50ZWxlbWVzaC5pbmdlc3QudjEuV3JpdGVSZXN1bHQi7gEKDVN0cmVhbVJlcXVlc3QSEQoJYmF0Y2hfc2VxGAEgASgEEioKBnNlcmllcxgCIAMoCzIaLnRlbGVtZXNoLmNvbW1vbi52MS5TZXJpZXMSEAoIYmF0Y2hfaWQYAyABKAkSNwoKaGlzdG9ncmFtcxgEIAMoCzIjLnRlbGVtZXNoLmluZ2VzdC52MS5IaXN0b2dyYW1TZXJpZXMSNAoJc3VtbWFyaWVzGAUgAygLMiEudGVsZW1lc2guaW5nZXN0LnYxLlN1bW1hcnlTZXJpZXMSHQoVc2VyaWVzX3N0YXJ0X3RpbWVzX21zGAYgAygDIlQKDlN0cmVhbVJlc3BvbnNlEhEKCWJhdGNoX3NlcRgBIAEoBBIvCgZyZXN1bHQYAiABKAsyHy50ZWxlbWVzaC5pbmdlc3QudjEuV3JpdGVSZXN1bHQysgEKDUluZ2VzdFNlcnZpY2USTAoFV3JpdGUSIC50ZWxlbWVzaC5pbmdlc3QudjEuV3JpdGVSZXF1ZXN0GiEudGVsZW1lc2guaW5nZXN0LnYxLldyaXRlUmVzcG9uc2USUwoGU3RyZWFtEiEudGVsZW1lc2guaW5nZXN0LnYxLlN0cmVhbVJlcXVlc3QaIi50ZWxlbWVzaC5pbmdlc3QudjEuU3RyZWFtUmVzcG9uc2UoATABYgZwcm90bzM", [file_telemesh_common_v1_common, file_telemesh_ingest_v1_ingest]);
 
 /**
  * WriteRequest carries series to store.
@@ -35,6 +35,28 @@ export type WriteRequest = Message<"telemesh.ingest.v1.WriteRequest"> & {
    * @generated from field: string request_id = 2;
    */
   requestId: string;
+
+  /**
+   * Histograms with explicit buckets (stored as classic Prometheus histogram series).
+   *
+   * @generated from field: repeated telemesh.ingest.v1.HistogramSeries histograms = 3;
+   */
+  histograms: HistogramSeries[];
+
+  /**
+   * Summaries (stored as quantile series plus _sum and _count).
+   *
+   * @generated from field: repeated telemesh.ingest.v1.SummarySeries summaries = 4;
+   */
+  summaries: SummarySeries[];
+
+  /**
+   * Optional start time of each cumulative entry of `series`, by index, Unix
+   * milliseconds; 0 or missing means unknown. Carried on the bus with the samples.
+   *
+   * @generated from field: repeated int64 series_start_times_ms = 5;
+   */
+  seriesStartTimesMs: bigint[];
 };
 
 /**
@@ -87,10 +109,33 @@ export type StreamRequest = Message<"telemesh.ingest.v1.StreamRequest"> & {
 
   /**
    * Optional idempotency key for the batch (the SDK derives it from agent and sequence).
+   * A replayed batch with the same id is acknowledged again but stored once.
    *
    * @generated from field: string batch_id = 3;
    */
   batchId: string;
+
+  /**
+   * Histograms with explicit buckets (stored as classic Prometheus histogram series).
+   *
+   * @generated from field: repeated telemesh.ingest.v1.HistogramSeries histograms = 4;
+   */
+  histograms: HistogramSeries[];
+
+  /**
+   * Summaries (stored as quantile series plus _sum and _count).
+   *
+   * @generated from field: repeated telemesh.ingest.v1.SummarySeries summaries = 5;
+   */
+  summaries: SummarySeries[];
+
+  /**
+   * Optional start time of each cumulative entry of `series`, by index, Unix
+   * milliseconds; 0 or missing means unknown.
+   *
+   * @generated from field: repeated int64 series_start_times_ms = 6;
+   */
+  seriesStartTimesMs: bigint[];
 };
 
 /**
@@ -148,7 +193,13 @@ export const IngestService: GenService<{
   },
   /**
    * Stream is the agents' long-lived bidirectional protocol: numbered batches in, one
-   * acknowledgement per batch out.
+   * acknowledgement per batch out, in batch order, each sent only after JetStream
+   * acknowledged the batch's samples. Rejected samples are reported in the
+   * acknowledgement (partial success); the stream goes on. A failure of a whole batch
+   * (rate limit: `resource_exhausted`; bus unavailable or overloaded: `unavailable`;
+   * malformed batch: `invalid_argument`) ends the stream with that code and a
+   * `retry-after` header where retrying helps; the client reconnects and replays every
+   * batch not yet acknowledged, with the same batch_id, so nothing is stored twice.
    *
    * @generated from rpc telemesh.ingest.v1.IngestService.Stream
    */

@@ -1,0 +1,364 @@
+/**
+ * The one ingestion path every protocol shares (native Write and Stream, OTLP,
+ * remote_write): request limits → rate limit → privacy scrubbing → validation →
+ * active-series cap → publish to JetStream (bounded in-flight) → self-metrics. It
+ * resolves only after JetStream acknowledged every accepted sample.
+ */
+import { randomUUID } from 'node:crypto';
+import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import type { Label, Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
+import { SampleBatchSchema, type SampleBatch } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
+import type { SeriesRejection } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
+import { metricName } from '../../libs/model/index.js';
+import { InvalidArgumentError, LimitExceededError, UnavailableError } from '../../libs/runtime/errors.js';
+import { counter, gauge } from '../../libs/runtime/metrics.js';
+import { parseTenantOverrides, type IngestLimits } from './config.js';
+import { ActiveSeries, InflightGate, seriesKey, TokenBucket } from './limits.js';
+import { createScrubber, type Scrubber } from './scrub.js';
+import { validateSeries, type RejectReason } from './validate.js';
+
+/** What ingestion needs from the bus: a typed publish that resolves on JetStream's ack. */
+export interface SamplePublisher {
+  publish<D extends DescMessage>(subject: string, schema: D, message: MessageShape<D>, opts: { msgId: string; timeoutMs?: number }): Promise<unknown>;
+  /** Largest message the bus accepts, bytes. */
+  readonly maxPayloadBytes: number;
+}
+
+/** Dependencies of {@link Ingester}. */
+export interface IngesterDeps {
+  readonly publisher: SamplePublisher;
+  readonly subjectFor: (tenant: string) => string;
+  readonly limits: IngestLimits;
+  readonly registry: Registry;
+  readonly now?: () => number;
+}
+
+/** One request's worth of series, from any protocol. */
+export interface IngestInput {
+  readonly series: readonly Series[];
+  /** Start time per series, Unix ms (0 = unknown); parallel to `series`. */
+  readonly startTimesMs?: readonly bigint[];
+  /** Field path of series `i` in the protocol's own request, for rejection messages. */
+  readonly fieldOf?: (i: number) => string;
+  /**
+   * Idempotency key from the client (request or batch id). A replay with the same key is
+   * acknowledged but stored once (JetStream's duplicate window).
+   */
+  readonly idempotencyKey?: string;
+  /** Protocol label of the self-metrics: `native`, `otlp`, `remote_write`. */
+  readonly protocol: string;
+}
+
+/** What happened to one request. */
+export interface IngestOutcome {
+  readonly acceptedSamples: number;
+  readonly rejectedSamples: number;
+  readonly rejections: SeriesRejection[];
+}
+
+/** Too many samples are waiting for the bus in this process: `unavailable` over RPC, 429 over HTTP. */
+export class OverloadedError extends UnavailableError {}
+
+interface TenantState {
+  readonly limits: IngestLimits;
+  readonly bucket: TokenBucket;
+  readonly active: ActiveSeries;
+}
+
+/** Runs the shared ingestion path. One per process. */
+export class Ingester {
+  readonly #deps: IngesterDeps;
+  readonly #limits: IngestLimits;
+  readonly #now: () => number;
+  readonly #scrubber: Scrubber;
+  readonly #tenants = new Map<string, TenantState>();
+  readonly #overrides: Map<string, IngestLimits>;
+  readonly #inflight: InflightGate;
+  readonly #samples: Counter<'tenant' | 'outcome' | 'protocol'>;
+  readonly #rejected: Counter<'tenant' | 'reason'>;
+  readonly #batches: Counter<'tenant'>;
+  readonly #scrubbed: Counter<'tenant' | 'reason' | 'action'>;
+  readonly #refused: Counter<'tenant' | 'reason'>;
+  readonly #utilisation: Gauge<'tenant' | 'limit'>;
+  readonly #activeGauge: Gauge<'tenant'>;
+  readonly #inflightGauge: Gauge;
+  #purgeTimer: NodeJS.Timeout | undefined;
+
+  constructor(deps: IngesterDeps) {
+    this.#deps = deps;
+    this.#limits = deps.limits;
+    this.#now = deps.now ?? Date.now;
+    this.#scrubber = createScrubber(deps.limits);
+    this.#overrides = parseTenantOverrides(deps.limits);
+    this.#inflight = new InflightGate(deps.limits.maxInflightSamples);
+    const r = deps.registry;
+    this.#samples = counter(r, {
+      name: 'telemesh_ingestion_samples_total',
+      help: 'Samples received by ingestion, by tenant, outcome (accepted, rejected) and protocol.',
+      labelNames: ['tenant', 'outcome', 'protocol'],
+    });
+    this.#rejected = counter(r, {
+      name: 'telemesh_ingestion_rejected_samples_total',
+      help: 'Samples rejected by validation or a per-series limit, by tenant and reason.',
+      labelNames: ['tenant', 'reason'],
+    });
+    this.#batches = counter(r, {
+      name: 'telemesh_ingestion_batches_published_total',
+      help: 'Sample batches published to the bus, by tenant.',
+      labelNames: ['tenant'],
+    });
+    this.#scrubbed = counter(r, {
+      name: 'telemesh_ingestion_scrubbed_labels_total',
+      help: 'Labels hashed or dropped by privacy scrubbing, by tenant, what looked sensitive (name, value) and action.',
+      labelNames: ['tenant', 'reason', 'action'],
+    });
+    this.#refused = counter(r, {
+      name: 'telemesh_ingestion_refused_requests_total',
+      help: 'Whole requests refused before publishing, by tenant and reason (rate_limited, overloaded, bus_unavailable, too_large).',
+      labelNames: ['tenant', 'reason'],
+    });
+    this.#utilisation = gauge(r, {
+      name: 'telemesh_ingestion_limit_utilisation_ratio',
+      help: 'How close each tenant is to each limit, 0 to 1 (ingestion_rate: burst in use; active_series; samples_per_request and series_per_request: of the last request).',
+      labelNames: ['tenant', 'limit'],
+    });
+    this.#activeGauge = gauge(r, {
+      name: 'telemesh_ingestion_active_series',
+      help: 'Series with a sample within ingestion.activeSeriesWindowMs, by tenant (this replica).',
+      labelNames: ['tenant'],
+    });
+    this.#inflightGauge = gauge(r, {
+      name: 'telemesh_ingestion_inflight_samples',
+      help: 'Samples being published to the bus right now (capped by ingestion.maxInflightSamples).',
+    });
+    const every = Math.min(60_000, Math.max(1000, Math.floor(deps.limits.activeSeriesWindowMs / 4)));
+    this.#purgeTimer = setInterval(() => this.purge(), every);
+    this.#purgeTimer.unref();
+  }
+
+  /** Forgets idle series and refreshes the utilisation gauges. */
+  purge(): void {
+    const now = this.#now();
+    for (const [tenant, st] of this.#tenants) {
+      st.active.purge(now);
+      this.#activeGauge.set({ tenant }, st.active.size);
+      if (st.limits.maxActiveSeries > 0) this.#utilisation.set({ tenant, limit: 'active_series' }, st.active.size / st.limits.maxActiveSeries);
+      this.#utilisation.set({ tenant, limit: 'ingestion_rate' }, st.bucket.utilisation(now));
+    }
+  }
+
+  /** Stops the purge timer. Idempotent. */
+  close(): void {
+    if (this.#purgeTimer) clearInterval(this.#purgeTimer);
+    this.#purgeTimer = undefined;
+  }
+
+  #tenant(tenant: string, now: number): TenantState {
+    let st = this.#tenants.get(tenant);
+    if (!st) {
+      const limits = this.#overrides.get(tenant) ?? this.#limits;
+      st = {
+        limits,
+        bucket: new TokenBucket(limits.ratePerSecond, limits.burstSamples, now),
+        active: new ActiveSeries(limits.maxActiveSeries, limits.activeSeriesWindowMs),
+      };
+      this.#tenants.set(tenant, st);
+    }
+    return st;
+  }
+
+  /**
+   * Ingests one request for `tenant`. Rejected series and samples are reported in the
+   * outcome (the rest is stored); whole-request failures throw: {@link InvalidArgumentError}
+   * (request limits), {@link LimitExceededError} (rate), {@link UnavailableError} (bus
+   * unavailable or too much in flight), each with a retry hint where retrying helps.
+   */
+  async ingest(tenant: string, input: IngestInput): Promise<IngestOutcome> {
+    const now = this.#now();
+    const st = this.#tenant(tenant, now);
+    const limits = st.limits;
+    const series = input.series;
+    if (series.length > limits.maxSeriesPerRequest) {
+      this.#refused.inc({ tenant, reason: 'too_large' });
+      throw new InvalidArgumentError(`series: ${series.length} series in one request, more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}`, [
+        { field: 'series', description: `more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}` },
+      ]);
+    }
+    let total = 0;
+    for (let i = 0; i < series.length; i++) total += series[i]!.values.length;
+    if (total > limits.maxSamplesPerRequest) {
+      this.#refused.inc({ tenant, reason: 'too_large' });
+      throw new InvalidArgumentError(`series: ${total} samples in one request, more than ingestion.maxSamplesPerRequest = ${limits.maxSamplesPerRequest}`, [
+        { field: 'series', description: `more than ingestion.maxSamplesPerRequest = ${limits.maxSamplesPerRequest}` },
+      ]);
+    }
+    this.#utilisation.set({ tenant, limit: 'series_per_request' }, series.length / limits.maxSeriesPerRequest);
+    this.#utilisation.set({ tenant, limit: 'samples_per_request' }, total / limits.maxSamplesPerRequest);
+
+    const wait = st.bucket.take(total, now);
+    this.#utilisation.set({ tenant, limit: 'ingestion_rate' }, st.bucket.utilisation(now));
+    if (wait > 0) {
+      this.#refused.inc({ tenant, reason: 'rate_limited' });
+      if (wait === Infinity) {
+        throw new InvalidArgumentError(`series: ${total} samples in one request, more than the burst ingestion.burstSamples = ${limits.burstSamples}`, [
+          { field: 'series', description: `more than ingestion.burstSamples = ${limits.burstSamples}` },
+        ]);
+      }
+      throw new LimitExceededError(
+        `ingestion rate limit of tenant ${tenant} reached (ingestion.ratePerSecond = ${limits.ratePerSecond}, ingestion.burstSamples = ${limits.burstSamples}); retry in ${wait} ms`,
+        wait,
+      );
+    }
+
+    const action = limits.scrubAction;
+    const scrub = (labels: Label[]) => this.#scrubber.scrub(labels, (reason) => this.#scrubbed.inc({ tenant, reason, action }));
+    const active = st.active;
+    const maxActive = limits.maxActiveSeries;
+    const admit = (labels: ReadonlyArray<{ readonly name: string; readonly value: string }>): string | undefined =>
+      active.admit(seriesKey(labels), now)
+        ? undefined
+        : `series of metric ${JSON.stringify(metricName(labels))} not accepted: tenant ${tenant} has reached ingestion.maxActiveSeries = ${maxActive} active series`;
+    const v = validateSeries(series, limits, now, { fieldOf: input.fieldOf, startTimesMs: input.startTimesMs, scrub, admit });
+    if (v.rejectedSamples > 0) st.bucket.refund(v.rejectedSamples);
+    if (maxActive > 0) this.#utilisation.set({ tenant, limit: 'active_series' }, active.size / maxActive);
+    this.#activeGauge.set({ tenant }, active.size);
+
+    if (v.series.length > 0) {
+      if (!this.#inflight.tryAcquire(v.acceptedSamples)) {
+        st.bucket.refund(v.acceptedSamples);
+        this.#refused.inc({ tenant, reason: 'overloaded' });
+        throw new OverloadedError(`ingestion is overloaded: ingestion.maxInflightSamples = ${limits.maxInflightSamples} samples are waiting for the bus; retry shortly`, 1000);
+      }
+      this.#inflightGauge.set(this.#inflight.inflight);
+      try {
+        const batchId = input.idempotencyKey ? input.idempotencyKey : randomUUID();
+        await this.#publish(tenant, batchId, v.series, input.startTimesMs ? v.startTimesMs : [], now);
+      } catch (err) {
+        st.bucket.refund(v.acceptedSamples);
+        if (err instanceof UnavailableError) this.#refused.inc({ tenant, reason: 'bus_unavailable' });
+        throw err;
+      } finally {
+        this.#inflight.release(v.acceptedSamples);
+        this.#inflightGauge.set(this.#inflight.inflight);
+      }
+    }
+    const protocol = input.protocol;
+    if (v.acceptedSamples > 0) this.#samples.inc({ tenant, outcome: 'accepted', protocol }, v.acceptedSamples);
+    if (v.rejectedSamples > 0) {
+      this.#samples.inc({ tenant, outcome: 'rejected', protocol }, v.rejectedSamples);
+      v.rejections.forEach((r, i) => this.#rejected.inc({ tenant, reason: v.reasons[i] as RejectReason }, r.rejectedSamples));
+    }
+    return { acceptedSamples: v.acceptedSamples, rejectedSamples: v.rejectedSamples, rejections: v.rejections };
+  }
+
+  /**
+   * Publishes the series as one or more batches that each fit the bus's payload limit;
+   * resolves when every part is acknowledged. The Nats-Msg-Id is `<tenant>:<batch id>`
+   * (ids come from clients, so two tenants may pick the same one), and part ids derive
+   * from the batch id, so a retried request dedupes part by part.
+   */
+  async #publish(tenant: string, batchId: string, series: Series[], startTimesMs: bigint[], nowMs: number): Promise<void> {
+    const subject = this.#deps.subjectFor(tenant);
+    const parts = splitBatch(
+      create(SampleBatchSchema, { tenant, batchId, series, receivedAtMs: BigInt(nowMs), startTimesMs }),
+      Math.floor(this.#deps.publisher.maxPayloadBytes * 0.9),
+    );
+    const timeoutMs = this.#limits.publishTimeoutMs;
+    await Promise.all(parts.map((b) => this.#deps.publisher.publish(subject, SampleBatchSchema, b, { msgId: `${tenant}:${b.batchId}`, timeoutMs })));
+    this.#batches.inc({ tenant }, parts.length);
+  }
+}
+
+/** UTF-8 bytes of `s`, at most: 1 per ASCII unit, 3 otherwise (a surrogate pair is 4 for 2 units). */
+function utf8Bound(str: string): number {
+  let n = str.length;
+  for (let i = 0; i < str.length; i++) if (str.charCodeAt(i) > 0x7f) n += 2;
+  return n;
+}
+
+/** Bytes of a varint length prefix of `n` (n < 2^35). */
+function vlen(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+}
+
+/** Bytes of an int64 varint, at most (exact below 2^53). */
+function varint64(t: bigint): number {
+  const n = Number(t);
+  if (n < 0) return 10;
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x200000) return 3;
+  if (n < 0x10000000) return 4;
+  if (n < 0x800000000) return 5;
+  if (n < 0x40000000000) return 6;
+  if (n < 0x2000000000000) return 7;
+  return 10;
+}
+
+/** Encoded bytes of one series inside a batch (plus its start time), at most. */
+function seriesBound(s: Series, withStart: boolean): number {
+  let body = 2; // type
+  for (let i = 0; i < s.labels.length; i++) {
+    const nb = utf8Bound(s.labels[i]!.name);
+    const vb = utf8Bound(s.labels[i]!.value);
+    const inner = 1 + vlen(nb) + nb + 1 + vlen(vb) + vb;
+    body += 1 + vlen(inner) + inner;
+  }
+  let ts = 0;
+  for (let j = 0; j < s.timestampsMs.length; j++) ts += varint64(s.timestampsMs[j]!);
+  const vs = 8 * s.values.length;
+  body += 1 + vlen(ts) + ts + 1 + vlen(vs) + vs;
+  return 1 + vlen(body) + body + (withStart ? 10 + 4 : 0);
+}
+
+/** Worst-case bytes per sample when a series must be split by samples. */
+const MAX_SAMPLE_BYTES = 18;
+
+/**
+ * Splits a batch into parts whose encoding fits `maxBytes`. Sizes come from an upper
+ * bound computed from label lengths and sample counts, so nothing is encoded twice (the
+ * bus encodes each part once); a single series too big for one part is split by samples.
+ * Part ids are `<id>/<n>` when split. Start times stay with their series.
+ */
+export function splitBatch(batch: SampleBatch, maxBytes: number): SampleBatch[] {
+  const withStart = batch.startTimesMs.length > 0;
+  const header = 40 + utf8Bound(batch.tenant) + utf8Bound(batch.batchId);
+  const budget = maxBytes - header;
+  const parts: SampleBatch[] = [];
+  let series: Series[] = [];
+  let starts: bigint[] = [];
+  let used = 0;
+  const flush = () => {
+    if (series.length === 0) return;
+    parts.push({ ...batch, series, startTimesMs: starts });
+    series = [];
+    starts = [];
+    used = 0;
+  };
+  for (let i = 0; i < batch.series.length; i++) {
+    const s = batch.series[i]!;
+    const start = withStart ? (batch.startTimesMs[i] ?? 0n) : undefined;
+    const size = seriesBound(s, withStart);
+    if (size <= budget) {
+      if (used + size > budget) flush();
+      series.push(s);
+      if (start !== undefined) starts.push(start);
+      used += size;
+      continue;
+    }
+    // One series larger than a part: its samples go out in chunks, each in its own part.
+    const labelBytes = seriesBound({ ...s, timestampsMs: [], values: [] }, withStart);
+    const perPart = Math.floor((budget - labelBytes - 16) / MAX_SAMPLE_BYTES);
+    if (perPart < 1) throw new InvalidArgumentError('series: one sample is larger than the bus accepts', [{ field: 'series', description: 'sample too large' }]);
+    flush();
+    for (let from = 0; from < s.values.length; from += perPart) {
+      series.push({ ...s, timestampsMs: s.timestampsMs.slice(from, from + perPart), values: s.values.slice(from, from + perPart) });
+      if (start !== undefined) starts.push(start);
+      flush();
+    }
+  }
+  flush();
+  if (parts.length === 1) return parts;
+  return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
+}
