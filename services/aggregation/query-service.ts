@@ -1,6 +1,7 @@
 /**
- * The QueryService implementation. Every read is scoped to the caller's tenant. PromQL
- * evaluation (Query, QueryRange) is not built yet and answers `unimplemented`.
+ * The QueryService implementation. Every read is scoped to the caller's tenant; PromQL
+ * evaluation goes through the shared {@link Querier}, so the RPCs and the Prometheus HTTP
+ * API apply the same limits.
  */
 import { create } from '@bufbuild/protobuf';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
@@ -15,7 +16,18 @@ import {
   type LabelValuesRequest,
   type LabelValuesResponse,
   LabelValuesResponseSchema,
+  type QueryRequest,
+  type QueryResponse,
+  QueryResponseSchema,
+  type QueryRangeRequest,
+  type QueryRangeResponse,
+  QueryRangeResponseSchema,
+  type ListSeriesRequest,
+  type ListSeriesResponse,
+  ListSeriesResponseSchema,
 } from '../../libs/contracts/telemesh/query/v1/query_service_pb.js';
+import { ResultType, SeriesLabelsSchema } from '../../libs/contracts/telemesh/query/v1/query_pb.js';
+import type { PromValue } from '../../libs/promql/index.js';
 import type { Matcher } from '../../libs/model/index.js';
 import { parseSelector, PromqlSyntaxError } from '../../libs/promql/index.js';
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
@@ -23,6 +35,7 @@ import { InvalidArgumentError, LimitExceededError } from '../../libs/runtime/err
 import { type MetricStore, StoreLimitError } from '../../libs/store/index.js';
 import type { QueryLimits } from './config.js';
 import { matchersFromWire, seriesToWire } from './convert.js';
+import { Querier } from './querier.js';
 
 const HOUR_MS = 3_600_000;
 
@@ -33,12 +46,51 @@ export interface QueryDeps {
   readonly now?: () => number;
 }
 
-/** Implements `telemesh.query.v1.QueryService` (the parts built so far). */
-export class QueryServiceImpl implements Partial<ServiceImpl<typeof QueryService>> {
+/** Implements `telemesh.query.v1.QueryService`. */
+export class QueryServiceImpl implements ServiceImpl<typeof QueryService> {
   readonly #deps: QueryDeps;
+  readonly #querier: Querier;
 
   constructor(deps: QueryDeps) {
     this.#deps = deps;
+    this.#querier = new Querier(deps.store, deps.limits);
+  }
+
+  /** Evaluates a PromQL expression at one instant (`time_ms` 0 means now). */
+  async query(req: QueryRequest, ctx: HandlerContext): Promise<QueryResponse> {
+    const { tenant } = requirePrincipal(ctx);
+    const time = req.timeMs === 0n ? (this.#deps.now ?? Date.now)() : Number(req.timeMs);
+    const value = await queryField(() => this.#querier.instant(tenant, req.query, time, ctx.signal));
+    return create(QueryResponseSchema, valueToWire(value));
+  }
+
+  /** Evaluates a PromQL expression over `[start_ms, end_ms]` at `step_ms`. */
+  async queryRange(req: QueryRangeRequest, ctx: HandlerContext): Promise<QueryRangeResponse> {
+    const { tenant } = requirePrincipal(ctx);
+    if (req.stepMs <= 0n) {
+      throw new InvalidArgumentError('step_ms: must be positive', [{ field: 'step_ms', description: 'must be a positive number of milliseconds' }]);
+    }
+    const [start, end] = [Number(req.startMs), Number(req.endMs)];
+    if (start > end) {
+      throw new InvalidArgumentError(`end_ms: end ${end} is before start ${start}`, [{ field: 'end_ms', description: 'must not be before start_ms' }]);
+    }
+    const value = await queryField(() => this.#querier.range(tenant, req.query, start, end, Number(req.stepMs), ctx.signal));
+    return create(QueryRangeResponseSchema, { resultType: ResultType.MATRIX, series: valueToWire(value).series });
+  }
+
+  /**
+   * Label sets of the series matching any selector in the range. Reads the samples and
+   * drops them (the store has no series-only read), so the sample limit applies.
+   */
+  async listSeries(req: ListSeriesRequest, ctx: HandlerContext): Promise<ListSeriesResponse> {
+    const { tenant } = requirePrincipal(ctx);
+    if (req.selectors.length === 0) {
+      throw new InvalidArgumentError('selectors: at least one selector is required', [{ field: 'selectors', description: 'required' }]);
+    }
+    const selectors = req.selectors.map((sel, i) => selectorMatchers(sel, `selectors[${i}]`, false));
+    const [start, end] = this.#range(req.startMs, req.endMs);
+    const sets = await limited(() => this.#querier.series(tenant, selectors, start, end));
+    return create(ListSeriesResponseSchema, { series: sets.map((labels) => create(SeriesLabelsSchema, { labels })) });
   }
 
   /** Raw samples of the series matching a selector, in a time range. */
@@ -96,6 +148,36 @@ function selectorMatchers(text: string, field: string, optional: boolean): Match
     return parseSelector(text);
   } catch (err) {
     if (err instanceof PromqlSyntaxError) throw new InvalidArgumentError(`${field}: ${err.message}`, [{ field, description: err.message }], { cause: err });
+    throw err;
+  }
+}
+
+/** Wire form of a PromQL value: a scalar is one series without labels. */
+function valueToWire(v: PromValue): { resultType: ResultType; series: ReturnType<typeof seriesToWire>; stringValue?: string } {
+  switch (v.type) {
+    case 'scalar':
+      return { resultType: ResultType.SCALAR, series: seriesToWire([{ labels: [], timestampsMs: [v.value[0]], values: [v.value[1]] }]) };
+    case 'string':
+      return { resultType: ResultType.STRING, series: [], stringValue: v.value[1] };
+    case 'vector':
+      return {
+        resultType: ResultType.VECTOR,
+        series: seriesToWire(v.value.map((s) => ({ labels: s.labels, timestampsMs: [s.timestampMs], values: [s.value] }))),
+      };
+    case 'matrix':
+      return {
+        resultType: ResultType.MATRIX,
+        series: seriesToWire(v.value.map((s) => ({ labels: s.labels, timestampsMs: s.points.map((p) => p[0]), values: s.points.map((p) => p[1]) }))),
+      };
+  }
+}
+
+/** Runs a query; a syntax error names the `query` field, store limits become limit errors. */
+async function queryField<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await limited(fn);
+  } catch (err) {
+    if (err instanceof PromqlSyntaxError) throw new InvalidArgumentError(`query: ${err.message}`, [{ field: 'query', description: err.message }], { cause: err });
     throw err;
   }
 }

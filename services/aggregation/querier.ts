@@ -1,0 +1,98 @@
+/**
+ * PromQL evaluation for one tenant, shared by `QueryService` and the Prometheus HTTP API so
+ * both apply the same limits: the engine reads through a tenant-scoped view of the store,
+ * and every query carries the configured series, sample, time and resolution limits.
+ */
+import type { Label, Matcher } from '../../libs/model/index.js';
+import {
+  instantQuery,
+  rangeQuery,
+  type EngineOptions,
+  type PromValue,
+  type Queryable,
+} from '../../libs/promql/index.js';
+import { InvalidArgumentError } from '../../libs/runtime/errors.js';
+import type { MetricStore } from '../../libs/store/index.js';
+import type { QueryLimits } from './config.js';
+
+/** Prometheus' message for a range query with too many points per series. */
+export function resolutionMessage(maxPoints: number): string {
+  return `exceeded maximum resolution of ${maxPoints.toLocaleString('en-US')} points per timeseries. Try decreasing the query resolution (?step=XX)`;
+}
+
+/**
+ * A range query asks for more points per series than `query.maxRangePoints`; the message is
+ * Prometheus' own. Maps to `invalid_argument` (RPC) and `bad_data` (HTTP).
+ */
+export class ResolutionError extends InvalidArgumentError {
+  constructor(readonly maxPoints: number) {
+    super(resolutionMessage(maxPoints), [{ field: 'step', description: `at most query.maxRangePoints=${maxPoints} points per series` }]);
+  }
+}
+
+/** The store, read as one tenant, within the query limits. */
+export function tenantQueryable(store: MetricStore, tenant: string, limits: QueryLimits): Queryable {
+  return {
+    select: (matchers: readonly Matcher[], startMs: number, endMs: number) =>
+      store.select(tenant, matchers, startMs, endMs, { maxSeries: limits.maxSeries, maxSamples: limits.maxSamples }),
+  };
+}
+
+/** Evaluates PromQL for tenants of one store under the configured limits. */
+export class Querier {
+  constructor(
+    readonly store: MetricStore,
+    readonly limits: QueryLimits,
+  ) {}
+
+  #options(signal?: AbortSignal, timeoutMs?: number): EngineOptions {
+    return {
+      lookbackDeltaMs: this.limits.lookbackDeltaMs,
+      maxSamples: this.limits.maxSamples,
+      maxSeries: this.limits.maxSeries,
+      // A caller may ask for less time than configured (Prometheus' `timeout`), never more.
+      timeoutMs: Math.min(this.limits.timeoutMs, timeoutMs ?? Infinity),
+      signal,
+    };
+  }
+
+  /** An instant query at `timeMs`. */
+  instant(tenant: string, expr: string, timeMs: number, signal?: AbortSignal, timeoutMs?: number): Promise<PromValue> {
+    return instantQuery(tenantQueryable(this.store, tenant, this.limits), expr, timeMs, this.#options(signal, timeoutMs));
+  }
+
+  /**
+   * A range query. Checks the resolution limit first, as Prometheus does, so a request for
+   * too many points fails before any data is read.
+   */
+  range(tenant: string, expr: string, startMs: number, endMs: number, stepMs: number, signal?: AbortSignal, timeoutMs?: number): Promise<PromValue & { type: 'matrix' }> {
+    if ((endMs - startMs) / stepMs > this.limits.maxRangePoints) throw new ResolutionError(this.limits.maxRangePoints);
+    return rangeQuery(tenantQueryable(this.store, tenant, this.limits), expr, startMs, endMs, stepMs, this.#options(signal, timeoutMs));
+  }
+
+  /**
+   * Label sets of the series matching any of the selectors in the range, sorted and
+   * de-duplicated. The store has no series-only read yet, so this selects the samples and
+   * drops them: its cost grows with the samples in the range, and the sample limit applies.
+   */
+  async series(tenant: string, selectors: readonly (readonly Matcher[])[], startMs: number, endMs: number): Promise<Label[][]> {
+    const seen = new Map<string, Label[]>();
+    for (const matchers of selectors) {
+      const found = await this.store.select(tenant, matchers, startMs, endMs, { maxSeries: this.limits.maxSeries, maxSamples: this.limits.maxSamples });
+      for (const s of found) seen.set(JSON.stringify(s.labels), [...s.labels]);
+    }
+    return [...seen.values()].sort(compareLabelSets);
+  }
+}
+
+/** Orders label sets like Prometheus' `labels.Compare`: name by name, then value, then length. */
+export function compareLabelSets(a: readonly Label[], b: readonly Label[]): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name) return x.name < y.name ? -1 : 1;
+    if (x.value !== y.value) return x.value < y.value ? -1 : 1;
+  }
+  return a.length - b.length;
+}
