@@ -18,6 +18,9 @@ Usage:
                  (no lines given: reads them from standard input)
   telemesh query <selector> [--start=-1h] [--end=now] [--json] [--url=…] [--token=T]
   telemesh token [--tenant=dev] [--roles=agent,reader,editor,admin] [--subject=cli] [--ttl=86400]
+  telemesh agent --id=<agent id> [--interval=10] [--env=…] [--labels=k=v,…] [--url=…] [--token=T]
+                 (the reference agent: this host's metrics and heartbeats; --help for more)
+  telemesh agents [--state=alive,suspect,dead,left] [--selector='{env="prod"}'] [--json]
   telemesh version | help
 
 Clients read TELEMESH_URL and TELEMESH_TOKEN when --url / --token are not given;
@@ -56,6 +59,10 @@ async function main(argv: readonly string[]): Promise<number> {
       });
     case 'push':
       return push(args, io);
+    case 'agents':
+      return (await import('./agents.js')).agents(args, io);
+    case 'agent':
+      return (await import('./agent.js')).agent(args, { ...io, onSignal: (h) => void process.once('SIGINT', h).once('SIGTERM', h) });
     case 'query':
       return query(args, io);
     case 'token':

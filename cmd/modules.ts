@@ -15,7 +15,7 @@ import type { Logger } from '../libs/runtime/logger.js';
 import { counter } from '../libs/runtime/metrics.js';
 import type { ModuleManager, ModuleTable } from '../libs/runtime/modules.js';
 import { RpcServer } from '../libs/runtime/server.js';
-import { openDuckDbStore, type MetricStore } from '../libs/store/index.js';
+import { openDuckDbStore, openMongoStore, parseTierSpec, StoreInputError, type RollupStore } from '../libs/store/index.js';
 import { startAggregation } from '../services/aggregation/module.js';
 import { startAlerting } from '../services/alerting/module.js';
 import { startHeartbeat } from '../services/heartbeat/module.js';
@@ -30,8 +30,8 @@ export interface Modules {
   nats: string;
   /** JetStream connection with the topology ensured. */
   bus: Bus;
-  /** The metric store (only aggregation opens it). */
-  store: MetricStore;
+  /** The metric store with its rollup tiers (only aggregation opens it). */
+  store: RollupStore;
   ingestion: void;
   heartbeat: void;
   aggregation: void;
@@ -120,26 +120,53 @@ export function moduleTable(p: ProcessDeps): ModuleTable<Modules> {
     store: {
       deps: [],
       async start() {
-        if (config.store.backend !== 'duckdb') {
-          throw new StartupError(`store backend ${config.store.backend} is not available in this build`, describeSetting('store.backend'));
+        const s = config.store;
+        let retention;
+        try {
+          retention = parseTierSpec(s.rollupTiers, s.rawRetentionMs);
+        } catch (err) {
+          if (err instanceof StoreInputError) throw new StartupError(err.message, describeSetting('store.rollupTiers'));
+          throw err;
+        }
+        const jobs = { retention, compactionIntervalMs: s.compactionIntervalMs, retentionIntervalMs: s.retentionIntervalMs };
+        if (s.backend === 'mongodb') {
+          if (s.mongodbUri === '') {
+            throw new StartupError('store backend mongodb needs a connection string', describeSetting('store.mongodbUri'));
+          }
+          const store = await openMongoStore({
+            uri: s.mongodbUri,
+            database: s.mongodbDatabase,
+            granularity: s.mongodbGranularity,
+            logger,
+            ...jobs,
+          });
+          return { value: store, stop: () => store.close() };
         }
         const store = await openDuckDbStore({
-          path: config.store.duckdbPath || dataPath(config, 'telemesh.duckdb'),
+          path: s.duckdbPath || dataPath(config, 'telemesh.duckdb'),
           logger,
+          sealAfterMs: s.sealAfterMs,
+          ...jobs,
         });
         return { value: store, stop: () => store.close() };
       },
     },
     ingestion: {
       deps: ['server', 'bus'],
-      start: (ctx) => startIngestion({ config, registry, health, server: ctx.get('server'), bus: ctx.get('bus') }),
+      start: (ctx) => startIngestion({ config, registry, health, logger, verifier: p.verifier, server: ctx.get('server'), bus: ctx.get('bus') }),
     },
     aggregation: {
       deps: ['server', 'bus', 'store'],
       start: (ctx) =>
-        startAggregation({ config, registry, health, logger, server: ctx.get('server'), bus: ctx.get('bus'), store: ctx.get('store') }),
+        startAggregation({ config, registry, health, logger, verifier: p.verifier, server: ctx.get('server'), bus: ctx.get('bus'), store: ctx.get('store') }),
     },
-    heartbeat: { deps: ['server'], start: (ctx) => startHeartbeat({ health, server: ctx.get('server') }) },
+    heartbeat: {
+      deps: ['server', 'bus'],
+      start: async (ctx) => ({
+        ...(await startHeartbeat({ config, registry, health, logger, server: ctx.get('server'), bus: ctx.get('bus') })),
+        value: undefined,
+      }),
+    },
     alerting: { deps: ['server'], start: (ctx) => startAlerting({ health, server: ctx.get('server') }) },
     notification: { deps: ['server'], start: (ctx) => startNotification({ health, server: ctx.get('server') }) },
     all: {

@@ -32,7 +32,9 @@ export function configFromArgs(args: ParsedArgs, env: ServeIo['env'], own: Reado
   return loadConfig({
     file: flag(args, 'config.file') ?? env.TELEMESH_CONFIG_FILE,
     env,
-    flags: args.flags.filter(([k]) => k.includes('.') && !own.has(k)),
+    // Every flag that is not the command's own is a configuration key (`--replica=b`,
+    // `--server.httpPort=7500`); an unknown one stops start-up naming it.
+    flags: args.flags.filter(([k]) => !own.has(k)),
   });
 }
 

@@ -71,6 +71,32 @@ export const configSchema = z
         mongodbUri: z.string().default(''),
         /** MongoDB database name. */
         mongodbDatabase: z.string().default('telemesh'),
+        /**
+         * Granularity of the MongoDB raw time-series collection; `seconds` suits agents that
+         * report every few seconds to a minute (MongoDB buckets an hour of one series).
+         */
+        mongodbGranularity: z.enum(['seconds', 'minutes', 'hours']).default('seconds'),
+        /** How long raw samples are kept, ms (default 15 days). */
+        rawRetentionMs: z.number().int().min(60_000).default(15 * 24 * 3600 * 1000),
+        /**
+         * Rollup tiers, `<resolution>:<retention>` pairs, finest first, each resolution a
+         * multiple of the one before (`5m:90d,1h:2y`; empty for none).
+         */
+        rollupTiers: z
+          .string()
+          .regex(/^$|^\d+(ms|s|m|h|d|w|y)+:(\d+(ms|s|m|h|d|w|y))+(,\d+(ms|s|m|h|d|w|y)+:(\d+(ms|s|m|h|d|w|y))+)*$/, {
+            message: 'must be <resolution>:<retention> pairs separated by commas, e.g. 5m:90d,1h:2y',
+          })
+          .default('5m:90d,1h:2y'),
+        /** How often the compactor recomputes touched rollup windows, ms (0: never). */
+        compactionIntervalMs: z.number().int().min(0).default(60_000),
+        /** How often expired samples and rollups are deleted, ms (0: never). */
+        retentionIntervalMs: z.number().int().min(0).default(3_600_000),
+        /**
+         * DuckDB: raw samples older than this are sealed into compressed per-series chunks
+         * by the compactor, ms (0: never).
+         */
+        sealAfterMs: z.number().int().min(0).default(7_200_000),
       })
       .strict()
       .prefault({}),
@@ -110,6 +136,43 @@ export const configSchema = z
         maxSampleAgeMs: z.number().int().min(0).default(7 * 24 * 3600 * 1000),
         /** Furthest accepted sample in the future, relative to now. */
         maxFutureMs: z.number().int().min(0).default(10 * 60 * 1000),
+        /** Largest request body of the HTTP receivers (remote_write, OTLP/HTTP), after decompression, bytes. */
+        maxRequestBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        /** Sustained ingestion rate per tenant, samples per second (token bucket refill); 0 = unlimited. */
+        ratePerSecond: z.number().int().min(0).default(1_000_000),
+        /** Burst per tenant, samples (token bucket size); at least the largest request. */
+        burstSamples: z.number().int().min(1).default(2_000_000),
+        /** Most active series per tenant (seen within `activeSeriesWindowMs`); 0 = unlimited. */
+        maxActiveSeries: z.number().int().min(0).default(1_000_000),
+        /** How long a series stays active after its last sample, ms. */
+        activeSeriesWindowMs: z.number().int().min(1000).default(20 * 60 * 1000),
+        /** Most samples being published at once by this process; beyond it clients get `unavailable`/429 to retry. */
+        maxInflightSamples: z.number().int().min(1).default(4_000_000),
+        /** Timeout of one publish to JetStream before the client is told to retry, ms. */
+        publishTimeoutMs: z.number().int().min(100).default(10_000),
+        /** Privacy scrubbing of labels that look sensitive, before anything is stored. */
+        scrubEnabled: z.boolean().default(true),
+        /** What scrubbing does to a sensitive label: `hash` its value (sha256) or `drop` the label. */
+        scrubAction: z.enum(['hash', 'drop']).default('hash'),
+        /** Case-insensitive regular expression of sensitive label names. */
+        scrubNamePattern: z
+          .string()
+          .default('passw(or)?d|passwd|secret|token|api_?key|authorization|auth_header|cookie|session_?id|private_?key|credential'),
+        /** Regular expression of sensitive label values (e-mail addresses, bearer/basic credentials, JWTs). */
+        scrubValuePattern: z
+          .string()
+          .default('[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}|^(Bearer|Basic)\\s+\\S+|eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*'),
+        /** Extra OTLP/gRPC listener port (the standard one is 4317); 0 = off. */
+        otlpGrpcPort: port.default(0),
+        /** Extra OTLP/HTTP listener port (the standard one is 4318); 0 = off. */
+        otlpHttpPort: port.default(0),
+        /**
+         * Per-tenant limit overrides: `<tenant>:<key>=<value>[,<key>=<value>…]` separated by
+         * `;`, e.g. `acme:ratePerSecond=50000,maxActiveSeries=200000; beta:maxSampleAgeMs=0`.
+         * Keys: the numeric limits above (series/samples per request, label limits, sample
+         * age and future, rate, burst, active series).
+         */
+        tenantOverrides: z.string().default(''),
       })
       .strict()
       .prefault({}),
@@ -119,6 +182,43 @@ export const configSchema = z
         maxSeries: z.number().int().min(1).default(50_000),
         /** Most samples one query may read. */
         maxSamples: z.number().int().min(1).default(50_000_000),
+        /** Longest a PromQL query may run before it ends with a timeout error, milliseconds. */
+        timeoutMs: z.number().int().min(1).default(120_000),
+        /** How far back an instant vector selector looks for a sample (Prometheus' 5 m). */
+        lookbackDeltaMs: z.number().int().min(1).default(300_000),
+        /** Most points per series a range query may return (Prometheus' 11,000). */
+        maxRangePoints: z.number().int().min(1).default(11_000),
+      })
+      .strict()
+      .prefault({}),
+    heartbeat: z
+      .object({
+        /** Heartbeat interval when neither the agent nor a rule asks for one, ms (1–60 s). */
+        defaultIntervalMs: z.number().int().min(1000).max(60_000).default(1000),
+        /**
+         * Interval rules that override what agents ask for, first match wins:
+         * `<tenant|*>[{label matchers}]=<seconds>` separated by `;`, e.g.
+         * `acme=5; *{env="dev"}=10`. Seconds from 1 to 60.
+         */
+        intervalRules: z.string().default(''),
+        /** phi at which an agent becomes suspect. */
+        suspectPhi: z.number().min(0.1).default(3),
+        /** phi at which a suspect agent is declared dead. */
+        deadPhi: z.number().min(0.1).default(8),
+        /** Lower bound of the detector's standard deviation, ms. */
+        minStdDevMs: z.number().int().min(1).default(200),
+        /** Lateness the detector tolerates before phi rises fast, ms. */
+        acceptablePauseMs: z.number().int().min(0).default(2000),
+        /** Heartbeat inter-arrival samples kept per agent. */
+        windowSize: z.number().int().min(2).max(10_000).default(100),
+        /** How long an agent whose stream broke without a goodbye may take to reconnect before it is dead, ms. */
+        graceMs: z.number().int().min(0).default(1000),
+        /** How often the detector checks every agent, ms. */
+        sweepIntervalMs: z.number().int().min(10).max(10_000).default(100),
+        /** Lifetime of a replica's lease on an agent unless renewed, ms; orphaned agents are declared dead after it. */
+        leaseTtlMs: z.number().int().min(1000).default(15_000),
+        /** How often `up` samples of every owned agent are written, ms. */
+        upIntervalMs: z.number().int().min(1000).default(15_000),
       })
       .strict()
       .prefault({}),

@@ -188,7 +188,10 @@ export class RpcServer {
       this.#sockets.add(s);
       s.once('close', () => this.#sockets.delete(s));
     });
-    this.#h2 = tlsOpts ? http2.createSecureServer({ ...tlsOpts, allowHTTP1: true }, handler) : http2.createServer({}, handler);
+    // Agents multiplex many long-lived streams over few connections; Node's default of 10 MB
+    // of buffered data per HTTP/2 session stalls new streams well before CPU runs out.
+    const h2opts = { maxSessionMemory: 128 };
+    this.#h2 = tlsOpts ? http2.createSecureServer({ ...tlsOpts, ...h2opts, allowHTTP1: true }, handler) : http2.createServer(h2opts, handler);
     this.#h2.on('session', (s: http2.ServerHttp2Session) => {
       this.#sessions.add(s);
       s.once('close', () => this.#sessions.delete(s));

@@ -49,6 +49,8 @@ export const ACCESS_TABLE = {
 
     'telemesh.ingest.v1.IngestService/Write': ['agent'],
     'telemesh.ingest.v1.IngestService/Stream': ['agent'],
+    // OTLP metrics receiver (gRPC); its HTTP twin is `/v1/metrics` below.
+    'opentelemetry.proto.collector.metrics.v1.MetricsService/Export': ['agent'],
 
     'telemesh.heartbeat.v1.HeartbeatService/Connect': ['agent'],
     'telemesh.heartbeat.v1.HeartbeatService/GetAgent': ['reader'],
