@@ -3,7 +3,7 @@
  */
 import { configKeys } from '../libs/runtime/config.js';
 import { StartupError } from '../libs/runtime/errors.js';
-import { parseArgs } from './args.js';
+import { flag, parseArgs } from './args.js';
 import { push, query, token, UsageError, type ClientIo } from './client.js';
 import { packageVersion, serve } from './serve.js';
 
@@ -41,6 +41,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, BOOLEAN_FLAGS);
   const out = (line: string) => void process.stdout.write(line + '\n');
   const io: ClientIo = { env: process.env, out, stdin: readStdin };
+  // `telemesh agent --help` has its own usage; every other command shares this one.
+  if (args.command !== 'agent' && flag(args, 'help') !== undefined) {
+    out(HELP);
+    return 0;
+  }
   switch (args.command) {
     case 'serve':
       return serve(args, {
