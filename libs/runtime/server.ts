@@ -20,6 +20,7 @@ import { Health } from '../contracts/grpc/health/v1/health_pb.js';
 import { StartupError } from './errors.js';
 import { healthService, type HealthRegistry } from './health.js';
 import { describeSetting } from './config.js';
+import { tracedHttp } from './http.js';
 
 /** A request to a plain HTTP route. */
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -93,9 +94,12 @@ export class RpcServer {
     this.#handler = this.#build();
   }
 
-  /** Registers a plain HTTP route (its handler does its own authentication). */
+  /**
+   * Registers a plain HTTP route (its handler does its own authentication). Each request
+   * runs in a SERVER span that continues the caller's trace context.
+   */
   registerHttp(route: HttpRoute): void {
-    this.#routes.push(route);
+    this.#routes.push({ ...route, handler: tracedHttp(route.path, route.handler) });
   }
 
   /** Aborted when shutdown begins, so long-lived streams can finish. */

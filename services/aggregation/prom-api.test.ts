@@ -138,7 +138,7 @@ describe('Prometheus HTTP API routes', () => {
   it('refuses oversized and non-form bodies', async () => {
     const big = await call('/api/v1/query', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `query=${'x'.repeat(5000)}` });
     assert.equal(big.status, 400);
-    assert.match(String(big.body.error), /maxRequestBytes=4096/);
+    assert.match(String(big.body.error), /server\.maxRequestBytes = 4096/);
     const json = await call('/api/v1/query', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"up"}' });
     assert.equal(json.status, 400);
     assert.match(String(json.body.error), /application\/x-www-form-urlencoded/);

@@ -19,6 +19,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
 } from '../../libs/runtime/errors.js';
+import { readBody } from '../../libs/runtime/http.js';
 import type { HttpRequest, HttpResponse, HttpRoute } from '../../libs/runtime/server.js';
 import { durationParam, labelSetsJson, MAX_TIME_MS, MIN_TIME_MS, ParamError, requiredTimeParam, resultJson, timeParam } from './prom-format.js';
 import type { Querier } from './querier.js';
@@ -225,7 +226,7 @@ async function formParams(req: HttpRequest, url: URL, maxBytes: number): Promise
   const params = new URLSearchParams();
   if (req.method === 'POST') {
     const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    const body = await readBody(req, maxBytes);
+    const body = (await readBody(req, maxBytes, 'server.maxRequestBytes')).toString('utf8');
     if (type === 'application/x-www-form-urlencoded') {
       for (const [k, v] of new URLSearchParams(body)) params.append(k, v);
     } else if (type !== '' && body.length > 0) {
@@ -235,17 +236,6 @@ async function formParams(req: HttpRequest, url: URL, maxBytes: number): Promise
   // Body values come first, as Go's ParseForm puts them first for FormValue.
   for (const [k, v] of url.searchParams) params.append(k, v);
   return params;
-}
-
-async function readBody(req: HttpRequest, maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new ApiError('bad_data', `request body exceeds server.maxRequestBytes=${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function requiredQuery(params: URLSearchParams): string {

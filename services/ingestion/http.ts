@@ -1,11 +1,11 @@
 /**
- * Plain HTTP plumbing shared by the remote_write and OTLP/HTTP receivers: bounded body
- * reading, authentication, and the mapping of domain errors to HTTP statuses (400 not
- * retried, 429 and 503 with Retry-After, 5xx only for our own failures).
+ * Plain HTTP plumbing shared by the remote_write and OTLP/HTTP receivers (body reading and
+ * spans come from libs/runtime/http.ts): gzip decoding, authentication, and the mapping of
+ * domain errors to HTTP statuses (400 not retried, 429 and 503 with Retry-After, 5xx only
+ * for our own failures).
  */
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { authenticateHttp, defaultAccessPolicy, type Principal, type TokenVerifier } from '../../libs/runtime/auth/index.js';
 import {
@@ -15,29 +15,11 @@ import {
   UnauthenticatedError,
   UnavailableError,
 } from '../../libs/runtime/errors.js';
-import type { HttpHandler, HttpRequest, HttpResponse } from '../../libs/runtime/server.js';
+import { PayloadTooLargeError } from '../../libs/runtime/http.js';
+import type { HttpRequest, HttpResponse } from '../../libs/runtime/server.js';
 import { OverloadedError } from './pipeline.js';
 
 const gunzipAsync = promisify(gunzip);
-
-/** The request body is larger than allowed (HTTP 413). */
-export class PayloadTooLargeError extends InvalidArgumentError {}
-
-/** Reads the whole body, refusing more than `maxBytes`. */
-export async function readBody(req: HttpRequest, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    throw new PayloadTooLargeError(`request body of ${declared} bytes is larger than ingestion.maxRequestBytes = ${maxBytes}`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new PayloadTooLargeError(`request body is larger than ingestion.maxRequestBytes = ${maxBytes}`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
-}
 
 /** Undoes `Content-Encoding: gzip` (bounded), or returns the body as is. */
 export async function decodeContentEncoding(req: HttpRequest, body: Buffer, maxBytes: number): Promise<Buffer> {
@@ -86,33 +68,4 @@ export function sendError(res: HttpResponse, err: unknown, logger: Logger): void
   }
   res.writeHead(status, headers);
   res.end(`${message}\n`);
-}
-
-const tracer = trace.getTracer('telemesh-ingestion');
-
-const nodeHeaderGetter: TextMapGetter<HttpRequest['headers']> = {
-  keys: (carrier) => Object.keys(carrier),
-  get: (carrier, key) => {
-    const v = carrier[key];
-    return Array.isArray(v) ? v[0] : v;
-  },
-};
-
-/**
- * Wraps a receiver in a SERVER span continuing the caller's W3C trace context, like the
- * RPC tracing interceptor does for Connect, so a remote_write or OTLP/HTTP request links
- * to its bus publish. Status ≥ 500 marks the span as an error.
- */
-export function traced(name: string, handler: HttpHandler): HttpHandler {
-  return async (req, res) => {
-    const parent = propagation.extract(context.active(), req.headers, nodeHeaderGetter);
-    const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method ?? '', 'url.path': name } }, parent);
-    try {
-      await context.with(trace.setSpan(parent, span), () => handler(req, res));
-    } finally {
-      span.setAttribute('http.response.status_code', res.statusCode);
-      if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-      span.end();
-    }
-  };
 }

@@ -23,6 +23,7 @@ import { IngestServiceImpl } from './ingest-service.js';
 import { metricsServiceImpl, OTLP_HTTP_PATH, otlpHttpHandler, otlpHttpRoute } from './otlp-service.js';
 import { Ingester } from './pipeline.js';
 import { remoteWriteRoute } from './remote-write.js';
+import { tracedHttp } from '../../libs/runtime/http.js';
 
 /** What the ingestion module is wired with. */
 export interface IngestionModuleDeps {
@@ -66,7 +67,7 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
       await listen(srv, deps.config.server.host, limits.otlpGrpcPort, 'ingestion.otlpGrpcPort');
     }
     if (limits.otlpHttpPort !== 0) {
-      const handle = otlpHttpHandler(httpDeps);
+      const handle = tracedHttp(OTLP_HTTP_PATH, otlpHttpHandler(httpDeps));
       const srv = http.createServer((req, res) => {
         if ((req.url ?? '').split('?')[0] !== OTLP_HTTP_PATH) {
           res.writeHead(404).end('not found\n');

@@ -17,7 +17,8 @@ import {
 import { requirePrincipal, type TokenVerifier } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError } from '../../libs/runtime/errors.js';
 import type { HttpHandler, HttpRoute } from '../../libs/runtime/server.js';
-import { authenticate, decodeContentEncoding, readBody, sendError, traced } from './http.js';
+import { readBody } from '../../libs/runtime/http.js';
+import { authenticate, decodeContentEncoding, sendError } from './http.js';
 import { translateOtlp } from './otlp.js';
 import type { Ingester } from './pipeline.js';
 
@@ -64,9 +65,12 @@ export interface OtlpHttpDeps {
   readonly maxRequestBytes: number;
 }
 
-/** Handles `POST /v1/metrics` (shared by the main HTTP port and the optional 4318 listener). */
+/**
+ * Handles `POST /v1/metrics` (shared by the main HTTP port, where RpcServer adds the span,
+ * and the optional 4318 listener, which wraps it in `tracedHttp` itself).
+ */
 export function otlpHttpHandler(deps: OtlpHttpDeps): HttpHandler {
-  return traced(OTLP_HTTP_PATH, async (req, res) => {
+  return async (req, res) => {
     try {
       const { tenant } = await authenticate(req, OTLP_HTTP_PATH, deps.verifier);
       const contentType = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -76,7 +80,7 @@ export function otlpHttpHandler(deps: OtlpHttpDeps): HttpHandler {
         res.end(`content-type ${contentType || '(none)'} is not supported: use application/x-protobuf or application/json\n`);
         return;
       }
-      const body = await decodeContentEncoding(req, await readBody(req, deps.maxRequestBytes), deps.maxRequestBytes);
+      const body = await decodeContentEncoding(req, await readBody(req, deps.maxRequestBytes, 'ingestion.maxRequestBytes'), deps.maxRequestBytes);
       const request = json ? parseJsonRequest(body) : parseBinaryRequest(body);
       const response = await exportMetrics(deps.ingester, tenant, request);
       if (json) {
@@ -89,7 +93,7 @@ export function otlpHttpHandler(deps: OtlpHttpDeps): HttpHandler {
     } catch (err) {
       sendError(res, err, deps.logger);
     }
-  });
+  };
 }
 
 /** The `/v1/metrics` route on the main HTTP port. */

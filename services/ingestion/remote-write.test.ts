@@ -7,7 +7,8 @@ import { pino } from 'pino';
 import { compress } from 'snappy';
 import { WriteRequestSchema } from '../../libs/contracts/prometheus/remote_pb.js';
 import { InvalidArgumentError, LimitExceededError, UnavailableError } from '../../libs/runtime/errors.js';
-import { PayloadTooLargeError, sendError } from './http.js';
+import { PayloadTooLargeError } from '../../libs/runtime/http.js';
+import { sendError } from './http.js';
 import { OverloadedError } from './pipeline.js';
 import { decodeRemoteWrite, snappyUncompressedLength } from './remote-write.js';
 

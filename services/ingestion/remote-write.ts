@@ -13,7 +13,8 @@ import { WriteRequestSchema } from '../../libs/contracts/prometheus/remote_pb.js
 import type { TokenVerifier } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError } from '../../libs/runtime/errors.js';
 import type { HttpRoute } from '../../libs/runtime/server.js';
-import { authenticate, PayloadTooLargeError, readBody, sendError, traced } from './http.js';
+import { PayloadTooLargeError, readBody } from '../../libs/runtime/http.js';
+import { authenticate, sendError } from './http.js';
 import type { Ingester } from './pipeline.js';
 
 /** Path of the receiver. */
@@ -76,10 +77,10 @@ export function remoteWriteRoute(deps: RemoteWriteDeps): HttpRoute {
   return {
     path: REMOTE_WRITE_PATH,
     methods: ['POST'],
-    handler: traced(REMOTE_WRITE_PATH, async (req, res) => {
+    async handler(req, res) {
       try {
         const { tenant } = await authenticate(req, REMOTE_WRITE_PATH, deps.verifier);
-        const body = await readBody(req, deps.maxRequestBytes);
+        const body = await readBody(req, deps.maxRequestBytes, 'ingestion.maxRequestBytes');
         const series = await decodeRemoteWrite(body, deps.maxRequestBytes);
         const outcome = await deps.ingester.ingest(tenant, { series, fieldOf: (i) => `timeseries[${i}]`, protocol: 'remote_write' });
         if (outcome.rejections.length > 0) {
@@ -94,6 +95,6 @@ export function remoteWriteRoute(deps: RemoteWriteDeps): HttpRoute {
       } catch (err) {
         sendError(res, err, deps.logger);
       }
-    }),
+    },
   };
 }
