@@ -5,3 +5,4 @@
 export * from './labels.js';
 export * from './matchers.js';
 export * from './series.js';
+export * from './wire.js';

@@ -28,13 +28,13 @@ import {
 } from '../../libs/contracts/telemesh/query/v1/query_service_pb.js';
 import { ResultType, SeriesLabelsSchema } from '../../libs/contracts/telemesh/query/v1/query_pb.js';
 import type { PromValue } from '../../libs/promql/index.js';
-import type { Matcher } from '../../libs/model/index.js';
+import { matchersFromWire, type Matcher } from '../../libs/model/index.js';
 import { parseSelector, PromqlSyntaxError } from '../../libs/promql/index.js';
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError, LimitExceededError } from '../../libs/runtime/errors.js';
 import { type MetricStore, StoreLimitError } from '../../libs/store/index.js';
 import type { QueryLimits } from './config.js';
-import { matchersFromWire, seriesToWire } from './convert.js';
+import { seriesToWire } from './convert.js';
 import { Querier } from './querier.js';
 
 const HOUR_MS = 3_600_000;

@@ -16,7 +16,7 @@ import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf'
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { LabelSchema, MatchType, SeriesSchema, type Label, type LabelMatcher, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
+import { LabelSchema, SeriesSchema, type Label, type LabelMatcher, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { AgentEventSchema, SampleBatchSchema } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
 import { AgentSchema, AgentState, type Agent } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_pb.js';
 import {
@@ -36,7 +36,7 @@ import {
   type WatchAgentsResponse,
 } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_service_pb.js';
 import { assertSubjectToken } from '../../libs/bus/subjects.js';
-import { compileMatcher, isValidLabelName, matchesAll, type CompiledMatcher, type MatchOp } from '../../libs/model/index.js';
+import { compileMatcher, isValidLabelName, matchersFromWire, matchesAll, type CompiledMatcher } from '../../libs/model/index.js';
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError, NotFoundError, TelemeshError } from '../../libs/runtime/errors.js';
 import { requestLogger } from '../../libs/runtime/logger.js';
@@ -772,25 +772,6 @@ function upSeries(a: Agent, atMs: number, value: number): Series {
   return create(SeriesSchema, { labels: labels.map((l) => create(LabelSchema, l)), timestampsMs: [BigInt(atMs)], values: [value] });
 }
 
-const OPS: Partial<Record<MatchType, MatchOp>> = {
-  [MatchType.EQUAL]: '=',
-  [MatchType.NOT_EQUAL]: '!=',
-  [MatchType.REGEX]: '=~',
-  [MatchType.NOT_REGEX]: '!~',
-};
-
 function compileMatchers(ms: readonly LabelMatcher[], field: string): CompiledMatcher[] {
-  return ms.map((m, i) => {
-    const op = OPS[m.type];
-    if (!op) {
-      const description = 'type must be EQUAL, NOT_EQUAL, REGEX or NOT_REGEX';
-      throw new InvalidArgumentError(`${field}[${i}].type: ${description}`, [{ field: `${field}[${i}].type`, description }]);
-    }
-    try {
-      return compileMatcher({ op, name: m.name, value: m.value });
-    } catch (err) {
-      const description = `invalid regular expression: ${err instanceof Error ? err.message : String(err)}`;
-      throw new InvalidArgumentError(`${field}[${i}].value: ${description}`, [{ field: `${field}[${i}].value`, description }]);
-    }
-  });
+  return matchersFromWire(ms, field).map(compileMatcher);
 }

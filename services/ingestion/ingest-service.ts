@@ -86,7 +86,8 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
       const outcome = await this.#ingest(tenant, req, key);
       return create(StreamResponseSchema, { batchSeq: req.batchSeq, result: toResult(outcome) });
     };
-    const reader = (async () => {
+    // The reader fills the window; it never throws (its error ends the writer below).
+    void (async () => {
       try {
         for await (const req of requests) {
           while (queue.length >= STREAM_WINDOW && !ctx.signal.aborted) await new Promise<void>((r) => (wakeReader = r));
@@ -130,7 +131,6 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
       wakeReader?.();
-      void reader;
     }
   }
 }
