@@ -2,27 +2,16 @@
  * `telemesh agents`: lists the tenant's agents with state, last heartbeat and the replica
  * holding each stream, through the public HeartbeatService contract like any client.
  */
-import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
-import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { MatchType, type LabelMatcher } from '../libs/contracts/telemesh/common/v1/common_pb.js';
 import { AgentState, type Agent } from '../libs/contracts/telemesh/heartbeat/v1/heartbeat_pb.js';
 import { HeartbeatService } from '../libs/contracts/telemesh/heartbeat/v1/heartbeat_service_pb.js';
 import { formatLabels } from '../libs/model/index.js';
 import { parseSelector, PromqlSyntaxError } from '../libs/promql/index.js';
-import { clientTracingInterceptor } from '../libs/runtime/interceptors.js';
 import { flag, type ParsedArgs } from './args.js';
-import { UsageError, type ClientIo } from './client.js';
+import { authHeaders, transport, UsageError, type ClientIo } from './client.js';
 
 const OP_TYPES = { '=': MatchType.EQUAL, '!=': MatchType.NOT_EQUAL, '=~': MatchType.REGEX, '!~': MatchType.NOT_REGEX } as const;
-
-function transport(args: ParsedArgs, env: ClientIo['env']): Transport {
-  const url = flag(args, 'url') ?? env.TELEMESH_URL ?? 'http://127.0.0.1:7400';
-  const protocol = flag(args, 'protocol') ?? 'connect';
-  const interceptors = [clientTracingInterceptor()];
-  if (protocol === 'grpc') return createGrpcTransport({ baseUrl: url, interceptors });
-  if (protocol !== 'connect') throw new UsageError(`--protocol must be connect or grpc, got ${JSON.stringify(protocol)}`);
-  return createConnectTransport({ baseUrl: url, httpVersion: '1.1', interceptors });
-}
 
 /** Parses `--state=alive,suspect` into AgentState values. */
 function parseStates(text: string | undefined): AgentState[] {
@@ -61,8 +50,7 @@ export function stateName(s: AgentState): string {
  * with state, last seen and owner replica, following pages to the end.
  */
 export async function agents(args: ParsedArgs, io: ClientIo): Promise<number> {
-  const token = flag(args, 'token') ?? io.env.TELEMESH_TOKEN;
-  if (!token) throw new UsageError('no token: pass --token or set TELEMESH_TOKEN (npm start prints development tokens)');
+  const headers = authHeaders(args, io.env);
   const states = parseStates(flag(args, 'state'));
   const matchers = parseMatchers(flag(args, 'selector'));
   const client = createClient(HeartbeatService, transport(args, io.env));
@@ -70,7 +58,7 @@ export async function agents(args: ParsedArgs, io: ClientIo): Promise<number> {
   try {
     let pageToken = '';
     do {
-      const page = await client.listAgents({ states, matchers, pageSize: 1000, pageToken }, { headers: { authorization: `Bearer ${token}` } });
+      const page = await client.listAgents({ states, matchers, pageSize: 1000, pageToken }, { headers });
       all.push(...page.agents);
       pageToken = page.nextPageToken;
     } while (pageToken !== '');

@@ -26,7 +26,8 @@ export interface ClientIo extends Pick<ServeIo, 'env' | 'out'> {
 /** A command-line mistake: printed as one line, exit 2. */
 export class UsageError extends Error {}
 
-function transport(args: ParsedArgs, env: ClientIo['env']): Transport {
+/** The transport of a client command: `--url`/TELEMESH_URL, `--protocol=connect|grpc`, trace propagation. */
+export function transport(args: ParsedArgs, env: ClientIo['env']): Transport {
   const url = flag(args, 'url') ?? env.TELEMESH_URL ?? 'http://127.0.0.1:7400';
   const protocol = flag(args, 'protocol') ?? 'connect';
   const interceptors = [clientTracingInterceptor()];
@@ -35,7 +36,8 @@ function transport(args: ParsedArgs, env: ClientIo['env']): Transport {
   return createConnectTransport({ baseUrl: url, httpVersion: '1.1', interceptors });
 }
 
-function authHeaders(args: ParsedArgs, env: ClientIo["env"]): Record<string, string> {
+/** The bearer header of a client command, from `--token` or TELEMESH_TOKEN. */
+export function authHeaders(args: ParsedArgs, env: ClientIo['env']): Record<string, string> {
   const token = flag(args, 'token') ?? env.TELEMESH_TOKEN;
   if (!token) throw new UsageError('no token: pass --token or set TELEMESH_TOKEN (npm start prints development tokens)');
   return { authorization: `Bearer ${token}` };
