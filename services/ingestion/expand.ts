@@ -46,6 +46,32 @@ function baseName(labels: readonly Label[]): string {
   return '';
 }
 
+/** One Prometheus series value of a classic histogram point. */
+export interface ClassicSample {
+  readonly suffix: '_bucket' | '_sum' | '_count';
+  /** The `le` label of a bucket. */
+  readonly le?: string;
+  readonly value: number;
+}
+
+/**
+ * The classic Prometheus form of one histogram point, shared by the native protocol and
+ * OTLP: cumulative `_bucket{le}` per finite bound, `_bucket{le="+Inf"}` = `infCount`,
+ * `_sum` (when known) and `_count`. `counts[k]` is the non-cumulative count of bucket k.
+ */
+export function classicHistogram(bounds: readonly number[], counts: readonly bigint[], infCount: bigint, count: bigint, sum: number | undefined): ClassicSample[] {
+  const out: ClassicSample[] = [];
+  let cum = 0n;
+  for (let k = 0; k < bounds.length; k++) {
+    cum += counts[k]!;
+    out.push({ suffix: '_bucket', le: formatFloat(bounds[k]!), value: Number(cum) });
+  }
+  out.push({ suffix: '_bucket', le: '+Inf', value: Number(infCount) });
+  if (sum !== undefined) out.push({ suffix: '_sum', value: sum });
+  out.push({ suffix: '_count', value: Number(count) });
+  return out;
+}
+
 /** Expands native histograms and summaries into Prometheus-style series. */
 export function expandHistogramsAndSummaries(histograms: readonly HistogramSeries[], summaries: readonly SummarySeries[]): Expanded {
   const out: Expanded = { series: [], startTimesMs: [], fields: [], problems: [] };
@@ -69,14 +95,11 @@ export function expandHistogramsAndSummaries(histograms: readonly HistogramSerie
           return;
         }
       }
-      let cum = 0n;
-      for (let k = 0; k <= nb; k++) {
-        cum += p.bucketCounts[k]!;
-        const le = k < nb ? formatFloat(p.upperBounds[k]!) : '+Inf';
-        push(one(withName(h.labels, `${name}_bucket`, { $typeName: 'telemesh.common.v1.Label', name: 'le', value: le }), p.timestampMs, Number(cum), MetricType.HISTOGRAM), p.startTimeMs, field);
+      const total = p.bucketCounts.reduce((a, b) => a + b, 0n);
+      for (const c of classicHistogram(p.upperBounds, p.bucketCounts, total, p.count, p.sum)) {
+        const le = c.le === undefined ? [] : [{ $typeName: 'telemesh.common.v1.Label' as const, name: 'le', value: c.le }];
+        push(one(withName(h.labels, `${name}${c.suffix}`, ...le), p.timestampMs, c.value, MetricType.HISTOGRAM), p.startTimeMs, field);
       }
-      push(one(withName(h.labels, `${name}_sum`), p.timestampMs, p.sum, MetricType.HISTOGRAM), p.startTimeMs, field);
-      push(one(withName(h.labels, `${name}_count`), p.timestampMs, Number(p.count), MetricType.HISTOGRAM), p.startTimeMs, field);
     });
   });
   summaries.forEach((s, i) => {

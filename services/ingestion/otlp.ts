@@ -29,7 +29,7 @@ import {
   type ResourceMetrics,
 } from '../../libs/contracts/opentelemetry/proto/metrics/v1/metrics_pb.js';
 import { METRIC_NAME_LABEL } from '../../libs/model/index.js';
-import { formatFloat } from './expand.js';
+import { classicHistogram, formatFloat, type ClassicSample } from './expand.js';
 
 /** The OTLP request translated: one single-sample series per output sample. */
 export interface Translated {
@@ -291,15 +291,7 @@ function translateMetric(
         const ts = nsToMs(dp.timeUnixNano);
         seen(ts);
         const { bounds, counts } = exponentialToClassic(dp);
-        const startMs = nsToMs(dp.startTimeUnixNano);
-        let cum = 0n;
-        for (let k = 0; k < bounds.length; k++) {
-          cum += counts[k]!;
-          emit(toLabels(base, dp.attributes, `${name}_bucket`, label('le', formatFloat(bounds[k]!))), ts, startMs, Number(cum), MetricType.HISTOGRAM);
-        }
-        emit(toLabels(base, dp.attributes, `${name}_bucket`, label('le', '+Inf')), ts, startMs, Number(dp.count), MetricType.HISTOGRAM);
-        if (dp.sum !== undefined) emit(toLabels(base, dp.attributes, `${name}_sum`), ts, startMs, dp.sum, MetricType.HISTOGRAM);
-        emit(toLabels(base, dp.attributes, `${name}_count`), ts, startMs, Number(dp.count), MetricType.HISTOGRAM);
+        emitClassic(name, base, dp.attributes, ts, nsToMs(dp.startTimeUnixNano), classicHistogram(bounds, counts, dp.count, dp.count, dp.sum), emit);
       });
       return latest;
     }
@@ -341,14 +333,22 @@ function emitHistogram(
     out.dropped.push({ field, description: `metric ${name}: ${dp.bucketCounts.length} bucket counts for ${nb} bounds` });
     return;
   }
-  let cum = 0n;
-  for (let k = 0; k < nb && dp.bucketCounts.length > 0; k++) {
-    cum += dp.bucketCounts[k]!;
-    emit(toLabels(base, dp.attributes, `${name}_bucket`, label('le', formatFloat(dp.explicitBounds[k]!))), ts, startMs, Number(cum), MetricType.HISTOGRAM);
+  const bounds = dp.bucketCounts.length > 0 ? dp.explicitBounds : [];
+  emitClassic(name, base, dp.attributes, ts, startMs, classicHistogram(bounds, dp.bucketCounts, dp.count, dp.count, dp.sum), emit);
+}
+
+function emitClassic(
+  name: string,
+  base: ReadonlyMap<string, string>,
+  attrs: readonly KeyValue[],
+  ts: bigint,
+  startMs: bigint,
+  samples: readonly ClassicSample[],
+  emit: (labels: Label[], tsMs: bigint, startMs: bigint, value: number, type: MetricType) => void,
+): void {
+  for (const c of samples) {
+    emit(toLabels(base, attrs, `${name}${c.suffix}`, c.le === undefined ? undefined : label('le', c.le)), ts, startMs, c.value, MetricType.HISTOGRAM);
   }
-  emit(toLabels(base, dp.attributes, `${name}_bucket`, label('le', '+Inf')), ts, startMs, Number(dp.count), MetricType.HISTOGRAM);
-  if (dp.sum !== undefined) emit(toLabels(base, dp.attributes, `${name}_sum`), ts, startMs, dp.sum, MetricType.HISTOGRAM);
-  emit(toLabels(base, dp.attributes, `${name}_count`), ts, startMs, Number(dp.count), MetricType.HISTOGRAM);
 }
 
 /**
