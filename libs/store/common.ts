@@ -200,3 +200,20 @@ function checkLimit(name: keyof SelectLimits, value: number | undefined): number
   if (!(Number.isInteger(value) && value >= 0)) throw new StoreInputError(`limits.${name}`, 'must be a non-negative integer');
   return value;
 }
+
+/** Sorted distinct label names of `series` (the body of every adapter's `labelNames`). */
+export function sortedLabelNames(series: Iterable<{ readonly labels: Labels }>): string[] {
+  const names = new Set<string>();
+  for (const s of series) for (const l of s.labels) names.add(l.name);
+  return [...names].sort(compareStrings);
+}
+
+/** Sorted distinct non-empty values of label `name` over `series` (every adapter's `labelValues`). */
+export function sortedLabelValues(series: Iterable<{ readonly labels: Labels }>, name: string): string[] {
+  const values = new Set<string>();
+  for (const s of series) {
+    const v = labelValue(s.labels, name);
+    if (v !== '') values.add(v);
+  }
+  return [...values].sort(compareStrings);
+}

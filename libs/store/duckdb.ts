@@ -52,7 +52,6 @@ import { StartupError } from '../runtime/errors.js';
 import {
   checkTenant,
   compareLabels,
-  compareStrings,
   compileMatchers,
   decodeLabels,
   labelValue,
@@ -60,6 +59,8 @@ import {
   metricNameEquality,
   normalizeRange,
   prepareBatch,
+  sortedLabelNames,
+  sortedLabelValues,
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
@@ -497,11 +498,7 @@ class DuckDbMetricStore implements RollupStore {
 
   async labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]> {
     const q = this.query(tenant, matchers, startMs, endMs);
-    return this.read(async (c) => {
-      const names = new Set<string>();
-      for (const s of await this.seriesInRange(c, tenant, q)) for (const l of s.labels) names.add(l.name);
-      return [...names].sort(compareStrings);
-    });
+    return this.read(async (c) => sortedLabelNames(await this.seriesInRange(c, tenant, q)));
   }
 
   async labelValues(
@@ -513,14 +510,8 @@ class DuckDbMetricStore implements RollupStore {
   ): Promise<string[]> {
     if (typeof name !== 'string') throw new StoreInputError('name', 'must be a string');
     const q = this.query(tenant, matchers, startMs, endMs);
-    return this.read(async (c) => {
-      const values = new Set<string>();
-      // Series without the label cannot contribute a value: drop them before the range scan.
-      for (const s of await this.seriesInRange(c, tenant, q, (labels) => labelValue(labels, name) !== '')) {
-        values.add(labelValue(s.labels, name));
-      }
-      return [...values].sort(compareStrings);
-    });
+    // Series without the label cannot contribute a value: drop them before the range scan.
+    return this.read(async (c) => sortedLabelValues(await this.seriesInRange(c, tenant, q, (labels) => labelValue(labels, name) !== ''), name));
   }
 
   close(): Promise<void> {

@@ -43,13 +43,13 @@ import { UnavailableError } from '../runtime/errors.js';
 import {
   checkTenant,
   compareLabels,
-  compareStrings,
   compileMatchers,
   decodeLabels,
-  labelValue,
   LimitTracker,
   normalizeRange,
   prepareBatch,
+  sortedLabelNames,
+  sortedLabelValues,
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
@@ -367,11 +367,7 @@ class MongoMetricStore implements RollupStore {
 
   async labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]> {
     const q = this.query(tenant, matchers, startMs, endMs);
-    return this.track(async () => {
-      const names = new Set<string>();
-      for (const s of await this.seriesInRange(tenant, matchers, q.range)) for (const l of s.labels) names.add(l.name);
-      return [...names].sort(compareStrings);
-    });
+    return this.track(async () => sortedLabelNames(await this.seriesInRange(tenant, matchers, q.range)));
   }
 
   async labelValues(
@@ -383,14 +379,7 @@ class MongoMetricStore implements RollupStore {
   ): Promise<string[]> {
     if (typeof name !== 'string') throw new StoreInputError('name', 'must be a string');
     const q = this.query(tenant, matchers, startMs, endMs);
-    return this.track(async () => {
-      const values = new Set<string>();
-      for (const s of await this.seriesInRange(tenant, matchers, q.range)) {
-        const v = labelValue(s.labels, name);
-        if (v !== '') values.add(v);
-      }
-      return [...values].sort(compareStrings);
-    });
+    return this.track(async () => sortedLabelValues(await this.seriesInRange(tenant, matchers, q.range), name));
   }
 
   pickTier(stepMs: number, rangeMs: number): number {

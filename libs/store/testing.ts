@@ -9,12 +9,12 @@ import type { CompiledMatcher, Label, Matcher, SeriesSamples } from '../model/in
 import {
   checkTenant,
   compareLabels,
-  compareStrings,
   compileMatchers,
-  labelValue,
   LimitTracker,
   normalizeRange,
   prepareBatch,
+  sortedLabelNames,
+  sortedLabelValues,
 } from './common.js';
 import type { TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
@@ -88,11 +88,7 @@ class MemoryMetricStore implements MetricStore {
 
   async labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]> {
     this.checkOpen();
-    const names = new Set<string>();
-    for (const { series } of this.matching(tenant, matchers, startMs, endMs)) {
-      for (const l of series.labels) names.add(l.name);
-    }
-    return [...names].sort(compareStrings);
+    return sortedLabelNames([...this.matching(tenant, matchers, startMs, endMs)].map((m) => m.series));
   }
 
   async labelValues(
@@ -104,12 +100,7 @@ class MemoryMetricStore implements MetricStore {
   ): Promise<string[]> {
     this.checkOpen();
     if (typeof name !== 'string') throw new StoreInputError('name', 'must be a string');
-    const values = new Set<string>();
-    for (const { series } of this.matching(tenant, matchers, startMs, endMs)) {
-      const v = labelValue(series.labels, name);
-      if (v !== '') values.add(v);
-    }
-    return [...values].sort(compareStrings);
+    return sortedLabelValues([...this.matching(tenant, matchers, startMs, endMs)].map((m) => m.series), name);
   }
 
   async close(): Promise<void> {
