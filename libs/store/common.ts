@@ -73,48 +73,90 @@ export function checkTenant(tenant: string): void {
   if (typeof tenant !== 'string' || tenant === '') throw new StoreInputError('tenant', 'must be a non-empty string');
 }
 
+/** Canonical form and identity of one label set (what `prepareBatch` derives from it). */
+interface SeriesIdentity {
+  readonly labels: Label[];
+  readonly key: string;
+  readonly metric: string;
+}
+
+/**
+ * Identities of label sets the caller handed over frozen, by object. A frozen set cannot
+ * change, so its canonical form, key and metric are computed once; a consumer that interns
+ * label sets (the same frozen array for the same series, batch after batch) then pays one
+ * lookup per series instead of a sort, a copy and a JSON encoding. Weak, so it never
+ * outlives the caller's own table.
+ */
+const frozenIdentities = new WeakMap<Labels, SeriesIdentity>();
+
+/** Frozen array of frozen labels: safe to remember by identity. */
+function deeplyFrozen(labels: Labels): boolean {
+  if (!Object.isFrozen(labels)) return false;
+  for (let i = 0; i < labels.length; i++) if (!Object.isFrozen(labels[i])) return false;
+  return true;
+}
+
+function identityOf(labelsIn: Labels, field: string): SeriesIdentity {
+  // Only deeply frozen sets are ever remembered, and freezing cannot be undone: a hit
+  // needs no second check.
+  const known = frozenIdentities.get(labelsIn);
+  if (known !== undefined) return known;
+  const frozen = deeplyFrozen(labelsIn);
+  const labels = canonicalLabels(labelsIn);
+  if (labels.length === 0) throw new StoreInputError(`${field}.labels`, 'must hold at least one non-empty label');
+  for (let j = 1; j < labels.length; j++) {
+    if (labels[j].name === labels[j - 1].name) {
+      throw new StoreInputError(`${field}.labels`, `duplicate label name ${JSON.stringify(labels[j].name)}`);
+    }
+  }
+  const id: SeriesIdentity = { labels, key: encodeLabels(labels), metric: labelValue(labels, METRIC_NAME_LABEL) };
+  if (frozen) frozenIdentities.set(labelsIn, id);
+  return id;
+}
+
+/** A copy the batch owns, unless the caller's array is frozen (then it cannot change under us). */
+function owned(values: readonly number[]): number[] {
+  return Object.isFrozen(values) ? (values as number[]) : values.slice();
+}
+
 /**
  * Validates a batch and puts it in canonical form. Series with the same label set are
  * merged (a batch may legitimately carry one series in several pieces); series without
- * samples are dropped because they could never be selected.
+ * samples are dropped because they could never be selected. Label sets passed frozen
+ * are canonicalised once per set, not once per batch (see `frozenIdentities`).
  */
 export function prepareBatch(tenant: string, batchId: string, series: readonly SeriesSamples[]): PreparedBatch {
   checkTenant(tenant);
   if (typeof batchId !== 'string' || batchId === '') throw new StoreInputError('batchId', 'must be a non-empty string');
   if (!Array.isArray(series)) throw new StoreInputError('series', 'must be an array');
-  const byKey = new Map<string, PreparedSeries>();
+  const byKey = new Map<string, { labels: Label[]; key: string; metric: string; timestampsMs: number[]; values: number[]; ownArrays: boolean }>();
   let sampleCount = 0;
-  series.forEach((s, i) => {
-    const field = `series[${i}]`;
+  for (let i = 0; i < series.length; i++) {
+    const s = series[i];
     const n = s.timestampsMs.length;
     if (s.values.length !== n) {
-      throw new StoreInputError(`${field}.values`, `has ${s.values.length} values for ${n} timestamps`);
+      throw new StoreInputError(`series[${i}].values`, `has ${s.values.length} values for ${n} timestamps`);
     }
-    if (n === 0) return;
-    const labels = canonicalLabels(s.labels);
-    if (labels.length === 0) throw new StoreInputError(`${field}.labels`, 'must hold at least one non-empty label');
-    for (let j = 1; j < labels.length; j++) {
-      if (labels[j].name === labels[j - 1].name) {
-        throw new StoreInputError(`${field}.labels`, `duplicate label name ${JSON.stringify(labels[j].name)}`);
-      }
-    }
+    if (n === 0) continue;
+    const id = identityOf(s.labels, `series[${i}]`);
     for (let j = 0; j < n; j++) {
       if (!Number.isSafeInteger(s.timestampsMs[j])) {
-        throw new StoreInputError(`${field}.timestampsMs[${j}]`, 'must be an integer number of milliseconds');
+        throw new StoreInputError(`series[${i}].timestampsMs[${j}]`, 'must be an integer number of milliseconds');
       }
-      if (typeof s.values[j] !== 'number') throw new StoreInputError(`${field}.values[${j}]`, 'must be a number');
+      if (typeof s.values[j] !== 'number') throw new StoreInputError(`series[${i}].values[${j}]`, 'must be a number');
     }
-    const key = encodeLabels(labels);
-    const prev = byKey.get(key);
+    const prev = byKey.get(id.key);
     if (prev === undefined) {
-      byKey.set(key, {
-        labels,
-        key,
-        metric: labelValue(labels, METRIC_NAME_LABEL),
-        timestampsMs: [...s.timestampsMs],
-        values: [...s.values],
-      });
+      const timestampsMs = owned(s.timestampsMs);
+      const values = owned(s.values);
+      byKey.set(id.key, { labels: id.labels, key: id.key, metric: id.metric, timestampsMs, values, ownArrays: timestampsMs !== s.timestampsMs && values !== s.values });
     } else {
+      if (!prev.ownArrays) {
+        // The first piece may be the caller's frozen array: copy before appending.
+        prev.timestampsMs = prev.timestampsMs.slice();
+        prev.values = prev.values.slice();
+        prev.ownArrays = true;
+      }
       // A loop, not push(...spread): a spread of a very large series overflows the stack.
       for (let j = 0; j < n; j++) {
         prev.timestampsMs.push(s.timestampsMs[j]);
@@ -122,7 +164,7 @@ export function prepareBatch(tenant: string, batchId: string, series: readonly S
       }
     }
     sampleCount += n;
-  });
+  }
   return { series: [...byKey.values()], sampleCount };
 }
 

@@ -2,15 +2,17 @@
  * The sample consumer: batches from `telemesh.samples.v1.<tenant>` into the store,
  * acknowledged only after the write. The store skips a batch id it already holds, so a
  * redelivery after a crash between write and ack changes nothing.
+ *
+ * Batches are read through {@link SampleBatchFrameSchema} (series left encoded) and
+ * decoded by one {@link SeriesDecoder}, which interns label sets across batches.
  */
 import { trace } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
-import { SampleBatchSchema } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
 import { PoisonMessageError, type Bus, type ConsumerHandle } from '../../libs/bus/index.js';
 import { counter } from '../../libs/runtime/metrics.js';
 import type { Logger } from '../../libs/runtime/logger.js';
 import type { MetricStore } from '../../libs/store/index.js';
-import { seriesFromWire } from './convert.js';
+import { MalformedSeriesError, SampleBatchFrameSchema, SeriesDecoder, type SampleBatchFrame } from './batch-wire.js';
 
 /** Starts consuming sample batches into `store`. */
 export async function startSampleConsumer(bus: Bus, store: MetricStore, registry: Registry, logger: Logger): Promise<ConsumerHandle> {
@@ -24,11 +26,19 @@ export async function startSampleConsumer(bus: Bus, store: MetricStore, registry
     help: 'Redelivered batches recognised as already stored and skipped.',
   });
   const tracer = trace.getTracer('telemesh-aggregation');
-  return bus.consume('aggregation', SampleBatchSchema, async (batch, meta) => {
+  const decoder = new SeriesDecoder();
+  return bus.consume('aggregation', SampleBatchFrameSchema, async (message, meta) => {
+    const batch = message as unknown as SampleBatchFrame;
     if (batch.tenant !== meta.tenant) {
       throw new PoisonMessageError(`batch tenant ${JSON.stringify(batch.tenant)} does not match subject tenant ${JSON.stringify(meta.tenant)}`);
     }
-    const series = seriesFromWire(batch.series);
+    let series;
+    try {
+      series = decoder.decodeAll(batch.series);
+    } catch (err) {
+      if (err instanceof MalformedSeriesError) throw new PoisonMessageError(`cannot decode a series of batch ${JSON.stringify(batch.batchId)}: ${err.message}`, { cause: err });
+      throw err;
+    }
     const result = await tracer.startActiveSpan('store.write', { attributes: { 'telemesh.tenant': batch.tenant, 'telemesh.batch_id': batch.batchId } }, async (span) => {
       try {
         return await store.write(batch.tenant, batch.batchId, series);

@@ -1,14 +1,13 @@
 /**
  * The IngestService implementation: unary Write and the agents' bidirectional Stream.
  * Both hand their series to the shared {@link Ingester}; acknowledged means durable on the
- * bus (JetStream acked it), and aggregation stores it.
+ * bus (JetStream acked it), and aggregation stores it. Served as `EncodedIngestService`
+ * (wire.ts): Stream requests arrive with their series still encoded.
  */
 import { create } from '@bufbuild/protobuf';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import type { Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
+import type { HandlerContext } from '@connectrpc/connect';
 import { SeriesRejectionSchema, WriteResultSchema, type HistogramSeries, type SummarySeries, type WriteResult } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
 import {
-  type IngestService,
   StreamResponseSchema,
   WriteResponseSchema,
   type StreamRequest,
@@ -19,15 +18,16 @@ import {
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError } from '../../libs/runtime/errors.js';
 import { expandHistogramsAndSummaries, type Expanded } from './expand.js';
-import type { IngestInput, Ingester, IngestOutcome } from './pipeline.js';
+import type { EncodedIngestInput, Ingester, IngestOutcome } from './pipeline.js';
+import { encodeSeriesMessage, type Encoded } from './wire.js';
 
 export { splitBatch, type SamplePublisher } from './pipeline.js';
 
 /** Batches of one stream processed at once; acks still go out in batch order. */
 const STREAM_WINDOW = 4;
 
-/** Implements `telemesh.ingest.v1.IngestService`. */
-export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestService>> {
+/** Implements `telemesh.ingest.v1.IngestService` (as served by {@link EncodedIngestService}). */
+export class IngestServiceImpl {
   readonly #ingester: Ingester;
 
   constructor(ingester: Ingester) {
@@ -35,9 +35,10 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
   }
 
   /** Ingests a native request; malformed histogram points are rejected like invalid samples. */
-  async #ingest(tenant: string, req: WriteRequest | StreamRequest, key: string): Promise<IngestOutcome> {
-    const { input, problems } = nativeInput(req.series, req.seriesStartTimesMs, req.histograms, req.summaries, key);
-    const outcome = await this.#ingester.ingest(tenant, input);
+  async #ingest(tenant: string, req: WriteRequest | Encoded<StreamRequest>, key: string): Promise<IngestOutcome> {
+    const series = req.$typeName === 'telemesh.ingest.v1.WriteRequest' ? req.series.map(encodeSeriesMessage) : req.series;
+    const { input, problems } = nativeInput(series, req.seriesStartTimesMs, req.histograms, req.summaries, key);
+    const outcome = await this.#ingester.ingestEncoded(tenant, input);
     if (problems.length === 0) return outcome;
     let rejected = outcome.rejectedSamples;
     const rejections = [...outcome.rejections];
@@ -70,7 +71,7 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
    * each is acknowledged, in order, once JetStream acknowledged it. A whole-batch failure
    * ends the stream with its code; the client replays unacknowledged batches.
    */
-  async *stream(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext): AsyncGenerator<StreamResponse> {
+  async *stream(requests: AsyncIterable<Encoded<StreamRequest>>, ctx: HandlerContext): AsyncGenerator<StreamResponse> {
     const { tenant } = requirePrincipal(ctx);
     const queue: Array<Promise<StreamResponse>> = [];
     let readDone = false;
@@ -81,7 +82,7 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
       wakeWriter?.();
       wakeWriter = undefined;
     };
-    const handle = async (req: StreamRequest): Promise<StreamResponse> => {
+    const handle = async (req: Encoded<StreamRequest>): Promise<StreamResponse> => {
       const key = req.batchId === '' ? '' : `s:${req.batchId}`;
       const outcome = await this.#ingest(tenant, req, key);
       return create(StreamResponseSchema, { batchSeq: req.batchSeq, result: toResult(outcome) });
@@ -137,12 +138,12 @@ export class IngestServiceImpl implements Partial<ServiceImpl<typeof IngestServi
 
 /** Builds the shared-path input of a native request: plain series plus expanded histograms and summaries. */
 export function nativeInput(
-  series: Series[],
+  series: Uint8Array[],
   seriesStartTimesMs: readonly bigint[],
   histograms: readonly HistogramSeries[],
   summaries: readonly SummarySeries[],
   idempotencyKey: string,
-): { input: IngestInput; problems: Expanded['problems'] } {
+): { input: EncodedIngestInput; problems: Expanded['problems'] } {
   if (histograms.length === 0 && summaries.length === 0) {
     const input = { series, startTimesMs: seriesStartTimesMs.length > 0 ? seriesStartTimesMs : undefined, idempotencyKey, protocol: 'native' };
     return { input, problems: [] };
@@ -152,8 +153,8 @@ export function nativeInput(
   const starts: bigint[] = [];
   for (let i = 0; i < n; i++) starts.push(seriesStartTimesMs[i] ?? 0n);
   starts.push(...x.startTimesMs);
-  const input: IngestInput = {
-    series: [...series, ...x.series],
+  const input: EncodedIngestInput = {
+    series: [...series, ...x.series.map(encodeSeriesMessage)],
     startTimesMs: starts,
     fieldOf: (i) => (i < n ? `series[${i}]` : x.fields[i - n]!),
     idempotencyKey,

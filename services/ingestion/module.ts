@@ -5,11 +5,11 @@
  */
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import type { ServiceImpl } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MetricsService } from '../../libs/contracts/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js';
-import { IngestService } from '../../libs/contracts/telemesh/ingest/v1/ingest_service_pb.js';
 import { samplesSubject, type Bus } from '../../libs/bus/index.js';
 import { authInterceptor, defaultAccessPolicy, type TokenVerifier } from '../../libs/runtime/auth/index.js';
 import { describeSetting, type Config } from '../../libs/runtime/config.js';
@@ -23,6 +23,7 @@ import { IngestServiceImpl } from './ingest-service.js';
 import { metricsServiceImpl, OTLP_HTTP_PATH, otlpHttpHandler, otlpHttpRoute } from './otlp-service.js';
 import { Ingester } from './pipeline.js';
 import { remoteWriteRoute } from './remote-write.js';
+import { EncodedIngestService } from './wire.js';
 import { tracedHttp } from '../../libs/runtime/http.js';
 
 /** What the ingestion module is wired with. */
@@ -88,7 +89,10 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
   }
   if (extra.length > 0) logger.info({ otlpGrpcPort: limits.otlpGrpcPort, otlpHttpPort: limits.otlpHttpPort }, 'extra OTLP listeners');
 
-  return serveContract(deps, IngestService, impl, async () => {
+  // Served through the encoded view of the contract (same name, same wire format): the
+  // implementation reads series as bytes. See wire.ts.
+  const handlers = { write: impl.write.bind(impl), stream: impl.stream.bind(impl) } as unknown as Partial<ServiceImpl<typeof EncodedIngestService>>;
+  return serveContract(deps, EncodedIngestService, handlers, async () => {
     deps.health.set(MetricsService.typeName, ServingStatus.NOT_SERVING);
     ingester.close();
     const closed = Promise.all(extra.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

@@ -6,17 +6,30 @@
  */
 import { randomUUID } from 'node:crypto';
 import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { FieldViolationSchema } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import type { Label, Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { SampleBatchSchema, type SampleBatch } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
-import type { SeriesRejection } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
-import { metricName } from '../../libs/model/index.js';
+import { SeriesRejectionSchema, type SeriesRejection } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
+import { canonicalLabels, metricName } from '../../libs/model/index.js';
 import { InvalidArgumentError, LimitExceededError, UnavailableError } from '../../libs/runtime/errors.js';
 import { counter, gauge } from '../../libs/runtime/metrics.js';
 import { parseTenantOverrides, type IngestLimits } from './config.js';
 import { ActiveSeries, InflightGate, seriesKey, TokenBucket } from './limits.js';
-import { createScrubber, type Scrubber } from './scrub.js';
-import { validateSeries, type RejectReason } from './validate.js';
+import { createScrubber, type Scrubber, type ScrubReason } from './scrub.js';
+import { checkLabels, isCanonical, type RejectReason } from './validate.js';
+import {
+  decodeSeriesMessage,
+  encodeLabelFields,
+  encodeSeries,
+  encodeSeriesMessage,
+  MalformedSeriesError,
+  readLabels,
+  readValues,
+  SampleBatchFrameSchema,
+  SeriesScanner,
+  type SampleBatchFrame,
+} from './wire.js';
 
 /** What ingestion needs from the bus: a typed publish that resolves on JetStream's ack. */
 export interface SamplePublisher {
@@ -50,6 +63,11 @@ export interface IngestInput {
   readonly protocol: string;
 }
 
+/** {@link IngestInput} with each series still in its wire encoding (`telemesh.common.v1.Series`). */
+export interface EncodedIngestInput extends Omit<IngestInput, 'series'> {
+  readonly series: readonly Uint8Array[];
+}
+
 /** What happened to one request. */
 export interface IngestOutcome {
   readonly acceptedSamples: number;
@@ -64,7 +82,39 @@ interface TenantState {
   readonly limits: IngestLimits;
   readonly bucket: TokenBucket;
   readonly active: ActiveSeries;
+  /** Verdicts on label sets, by FNV-1a of their encoding (chained on collision). */
+  readonly verdicts: Map<number, LabelVerdict>;
+  verdictCount: number;
 }
+
+/**
+ * Everything ingestion decides about one encoded label set: validity, scrubbing, canonical
+ * order, identity. It depends only on the bytes, the tenant's limits and the scrub
+ * settings, so it is computed once per distinct label set and looked up afterwards.
+ */
+interface LabelVerdict {
+  /** The encoded labels, to confirm a hash match. */
+  readonly bytes: Uint8Array;
+  readonly next: LabelVerdict | undefined;
+  /** Why the series is refused (field relative to the series), if it is. */
+  readonly problem: { readonly field: string; readonly description: string; readonly reason: RejectReason } | undefined;
+  /** One entry per label scrubbing changed, replayed into the counter per series. */
+  readonly scrubbed: readonly ScrubReason[];
+  /** The labels are canonical and untouched: the series may be published byte for byte. */
+  readonly forward: boolean;
+  /** Canonical (scrubbed) labels as Series field-1 entries, for series that are re-encoded. */
+  readonly labelFields: Uint8Array;
+  /** Active-series key ({@link seriesKey} of the canonical labels). */
+  readonly key: number;
+  readonly metric: string;
+}
+
+/**
+ * Distinct label sets remembered per tenant. Each verdict holds the encoded labels twice
+ * (a few hundred bytes in all), so this bounds the table near 50 MB per busy tenant;
+ * past it the table starts over, costing one full check per series once.
+ */
+const MAX_VERDICTS = 200_000;
 
 /** Runs the shared ingestion path. One per process. */
 export class Ingester {
@@ -72,6 +122,7 @@ export class Ingester {
   readonly #limits: IngestLimits;
   readonly #now: () => number;
   readonly #scrubber: Scrubber;
+  readonly #scanner = new SeriesScanner();
   readonly #tenants = new Map<string, TenantState>();
   readonly #overrides: Map<string, IngestLimits>;
   readonly #inflight: InflightGate;
@@ -162,6 +213,8 @@ export class Ingester {
         limits,
         bucket: new TokenBucket(limits.ratePerSecond, limits.burstSamples, now),
         active: new ActiveSeries(limits.maxActiveSeries, limits.activeSeriesWindowMs),
+        verdicts: new Map(),
+        verdictCount: 0,
       };
       this.#tenants.set(tenant, st);
     }
@@ -171,22 +224,33 @@ export class Ingester {
   /**
    * Ingests one request for `tenant`. Rejected series and samples are reported in the
    * outcome (the rest is stored); whole-request failures throw: {@link InvalidArgumentError}
-   * (request limits), {@link LimitExceededError} (rate), {@link UnavailableError} (bus
-   * unavailable or too much in flight), each with a retry hint where retrying helps.
+   * (request limits, undecodable series), {@link LimitExceededError} (rate),
+   * {@link UnavailableError} (bus unavailable or too much in flight), each with a retry
+   * hint where retrying helps.
    */
-  async ingest(tenant: string, input: IngestInput): Promise<IngestOutcome> {
+  ingest(tenant: string, input: IngestInput): Promise<IngestOutcome> {
+    // Protocols that build messages (OTLP, remote_write, expanded histograms) join the
+    // encoded path here, so every protocol gets the same checks and the same batches.
+    const encoded: Uint8Array[] = new Array(input.series.length);
+    for (let i = 0; i < encoded.length; i++) encoded[i] = encodeSeriesMessage(input.series[i]!);
+    return this.ingestEncoded(tenant, { ...input, series: encoded });
+  }
+
+  /** {@link ingest} for series still in their wire encoding (the native protocol). */
+  async ingestEncoded(tenant: string, input: EncodedIngestInput): Promise<IngestOutcome> {
     const now = this.#now();
     const st = this.#tenant(tenant, now);
     const limits = st.limits;
     const series = input.series;
+    const fieldOf = input.fieldOf ?? defaultField;
     if (series.length > limits.maxSeriesPerRequest) {
       this.#refused.inc({ tenant, reason: 'too_large' });
       throw new InvalidArgumentError(`series: ${series.length} series in one request, more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}`, [
         { field: 'series', description: `more than ingestion.maxSeriesPerRequest = ${limits.maxSeriesPerRequest}` },
       ]);
     }
-    let total = 0;
-    for (let i = 0; i < series.length; i++) total += series[i]!.values.length;
+    const scanned = this.#scanAll(series, fieldOf);
+    const total = scanned.totalValues;
     if (total > limits.maxSamplesPerRequest) {
       this.#refused.inc({ tenant, reason: 'too_large' });
       throw new InvalidArgumentError(`series: ${total} samples in one request, more than ingestion.maxSamplesPerRequest = ${limits.maxSamplesPerRequest}`, [
@@ -211,18 +275,11 @@ export class Ingester {
       );
     }
 
-    const action = limits.scrubAction;
-    const scrub = (labels: Label[]) => this.#scrubber.scrub(labels, (reason) => this.#scrubbed.inc({ tenant, reason, action }));
-    const active = st.active;
-    const maxActive = limits.maxActiveSeries;
-    const admit = (labels: ReadonlyArray<{ readonly name: string; readonly value: string }>): string | undefined =>
-      active.admit(seriesKey(labels), now)
-        ? undefined
-        : `series of metric ${JSON.stringify(metricName(labels))} not accepted: tenant ${tenant} has reached ingestion.maxActiveSeries = ${maxActive} active series`;
-    const v = validateSeries(series, limits, now, { fieldOf: input.fieldOf, startTimesMs: input.startTimesMs, scrub, admit });
+    const v = this.#validate(tenant, st, scanned, input.startTimesMs, fieldOf, now);
     if (v.rejectedSamples > 0) st.bucket.refund(v.rejectedSamples);
-    if (maxActive > 0) this.#utilisation.set({ tenant, limit: 'active_series' }, active.size / maxActive);
-    this.#activeGauge.set({ tenant }, active.size);
+    const maxActive = limits.maxActiveSeries;
+    if (maxActive > 0) this.#utilisation.set({ tenant, limit: 'active_series' }, st.active.size / maxActive);
+    this.#activeGauge.set({ tenant }, st.active.size);
 
     if (v.series.length > 0) {
       if (!this.#inflight.tryAcquire(v.acceptedSamples)) {
@@ -247,9 +304,179 @@ export class Ingester {
     if (v.acceptedSamples > 0) this.#samples.inc({ tenant, outcome: 'accepted', protocol }, v.acceptedSamples);
     if (v.rejectedSamples > 0) {
       this.#samples.inc({ tenant, outcome: 'rejected', protocol }, v.rejectedSamples);
-      v.rejections.forEach((r, i) => this.#rejected.inc({ tenant, reason: v.reasons[i] as RejectReason }, r.rejectedSamples));
+      v.rejections.forEach((r, i) => this.#rejected.inc({ tenant, reason: v.reasons[i]! }, r.rejectedSamples));
     }
     return { acceptedSamples: v.acceptedSamples, rejectedSamples: v.rejectedSamples, rejections: v.rejections };
+  }
+
+  /**
+   * Scans every series once (before the rate limit, which needs the sample count), keeping
+   * what validation needs in flat arrays. An undecodable series fails the whole request,
+   * as an undecodable request always did.
+   */
+  #scanAll(series: readonly Uint8Array[], fieldOf: (i: number) => string): Scanned {
+    const n = series.length;
+    const sc = this.#scanner;
+    const bufs: Uint8Array[] = new Array(n);
+    const labelsStart = new Int32Array(n);
+    const labelsEnd = new Int32Array(n);
+    const tsFrom = new Int32Array(n + 1);
+    const valueCount = new Int32Array(n);
+    const type = new Int32Array(n);
+    const ts: number[] = [];
+    let totalValues = 0;
+    for (let i = 0; i < n; i++) {
+      let buf = series[i]!;
+      try {
+        sc.scan(buf);
+        if (sc.scattered) {
+          // Labels interleaved with samples: re-encode once so they are contiguous.
+          buf = encodeSeriesMessage(decodeSeriesMessage(buf));
+          sc.scan(buf);
+        }
+      } catch (err) {
+        if (!(err instanceof MalformedSeriesError)) throw err;
+        throw new InvalidArgumentError(`${fieldOf(i)}: not a valid Series: ${err.message}`, [{ field: fieldOf(i), description: `not a valid Series: ${err.message}` }]);
+      }
+      bufs[i] = buf;
+      labelsStart[i] = sc.labelsStart;
+      labelsEnd[i] = sc.labelsEnd;
+      tsFrom[i] = ts.length;
+      for (let j = 0; j < sc.tsCount; j++) ts.push(sc.ts[j]!);
+      valueCount[i] = sc.valueCount;
+      type[i] = sc.type;
+      totalValues += sc.valueCount;
+    }
+    tsFrom[n] = ts.length;
+    return { bufs, labelsStart, labelsEnd, tsFrom, ts, valueCount, type, totalValues };
+  }
+
+  /** The verdict on the labels of `buf[start, end)` for this tenant, from the table or computed. */
+  #verdict(st: TenantState, buf: Uint8Array, start: number, end: number, field: string): LabelVerdict {
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+    h >>>= 0;
+    const head = st.verdicts.get(h);
+    for (let e = head; e !== undefined; e = e.next) if (sameBytes(e.bytes, buf, start, end)) return e;
+    let labelsIn: Label[];
+    try {
+      labelsIn = readLabels(buf, start, end);
+    } catch (err) {
+      if (!(err instanceof MalformedSeriesError)) throw err;
+      throw new InvalidArgumentError(`${field}.labels: ${err.message}`, [{ field: `${field}.labels`, description: err.message }]);
+    }
+    const scrubbed: ScrubReason[] = [];
+    const labels = this.#scrubber.scrub(labelsIn, (reason) => scrubbed.push(reason));
+    const problem = checkLabels(labels, 0, st.limits, () => '');
+    const canonical = isCanonical(labels) ? labels : canonicalLabels(labels);
+    const verdict: LabelVerdict = {
+      bytes: buf.slice(start, end),
+      next: head,
+      problem,
+      scrubbed,
+      forward: labels === labelsIn && canonical === labels,
+      labelFields: encodeLabelFields(canonical),
+      key: seriesKey(canonical),
+      metric: metricName(canonical),
+    };
+    if (st.verdictCount >= MAX_VERDICTS) {
+      st.verdicts.clear();
+      st.verdictCount = 0;
+      st.verdicts.set(h, { ...verdict, next: undefined });
+    } else {
+      st.verdicts.set(h, verdict);
+    }
+    st.verdictCount++;
+    return verdict;
+  }
+
+  /**
+   * Validation, privacy scrubbing and the active-series cap over scanned series: the rules
+   * of validate.ts (`validateSeries`), applied to encoded series. Series that pass
+   * unchanged keep their bytes.
+   */
+  #validate(tenant: string, st: TenantState, sc: Scanned, startTimesMs: readonly bigint[] | undefined, fieldOf: (i: number) => string, now: number): EncodedValidated {
+    const limits = st.limits;
+    const out: Uint8Array[] = [];
+    const outStarts: bigint[] = [];
+    const rejections: SeriesRejection[] = [];
+    const reasons: RejectReason[] = [];
+    let accepted = 0;
+    let rejected = 0;
+    const reject = (index: number, count: number, field: string, description: string, reason: RejectReason) => {
+      rejected += count;
+      reasons.push(reason);
+      rejections.push(create(SeriesRejectionSchema, { seriesIndex: index, rejectedSamples: count, violation: create(FieldViolationSchema, { field, description }) }));
+    };
+    const minTs = now - limits.maxSampleAgeMs;
+    const maxTs = now + limits.maxFutureMs;
+    const action = limits.scrubAction;
+    const ts = sc.ts;
+    for (let i = 0; i < sc.bufs.length; i++) {
+      const buf = sc.bufs[i]!;
+      const from = sc.tsFrom[i]!;
+      const tsCount = sc.tsFrom[i + 1]! - from;
+      const valueCount = sc.valueCount[i]!;
+      const n = Math.max(tsCount, valueCount);
+      if (tsCount !== valueCount) {
+        reject(i, n, `${fieldOf(i)}.values`, `has ${valueCount} values for ${tsCount} timestamps; they must pair up`, 'malformed');
+        continue;
+      }
+      if (n === 0) continue;
+      const verdict = this.#verdict(st, buf, sc.labelsStart[i]!, sc.labelsEnd[i]!, fieldOf(i));
+      for (let k = 0; k < verdict.scrubbed.length; k++) this.#scrubbed.inc({ tenant, reason: verdict.scrubbed[k]!, action });
+      if (verdict.problem !== undefined) {
+        reject(i, n, fieldOf(i) + verdict.problem.field, verdict.problem.description, verdict.problem.reason);
+        continue;
+      }
+      let clean = true;
+      for (let j = from; j < from + n; j++) {
+        const t = ts[j]!;
+        if (t === 0 || t < minTs || t > maxTs) {
+          clean = false;
+          break;
+        }
+      }
+      let keptTs: number[] | undefined;
+      let keptValues: number[] | undefined;
+      let count = n;
+      if (!clean) {
+        const values = readValues(buf);
+        keptTs = [];
+        keptValues = [];
+        let firstBad: { field: string; description: string; reason: RejectReason } | undefined;
+        let bad = 0;
+        for (let j = 0; j < n; j++) {
+          let t = ts[from + j]!;
+          if (t === 0) t = now;
+          if (t < minTs || t > maxTs) {
+            bad++;
+            firstBad ??=
+              t < minTs
+                ? { field: `${fieldOf(i)}.timestamps_ms[${j}]`, description: `timestamp ${t} is older than the accepted age (ingestion.maxSampleAgeMs = ${limits.maxSampleAgeMs})`, reason: 'too_old' }
+                : { field: `${fieldOf(i)}.timestamps_ms[${j}]`, description: `timestamp ${t} is too far in the future (ingestion.maxFutureMs = ${limits.maxFutureMs})`, reason: 'too_new' };
+            continue;
+          }
+          keptTs.push(t);
+          keptValues.push(values[j]!);
+        }
+        if (bad > 0) reject(i, bad, firstBad!.field, bad > 1 ? `${firstBad!.description} (and ${bad - 1} more samples of this series)` : firstBad!.description, firstBad!.reason);
+        count = keptTs.length;
+        if (count === 0) continue;
+      }
+      if (!st.active.admit(verdict.key, now)) {
+        reject(i, count, `${fieldOf(i)}.labels`, `series of metric ${JSON.stringify(verdict.metric)} not accepted: tenant ${tenant} has reached ingestion.maxActiveSeries = ${limits.maxActiveSeries} active series`, 'active_series');
+        continue;
+      }
+      accepted += count;
+      if (keptTs === undefined && verdict.forward) {
+        out.push(buf);
+      } else {
+        out.push(encodeSeries(verdict.labelFields, keptTs ?? ts.slice(from, from + n), keptValues ?? readValues(buf), sc.type[i]!));
+      }
+      if (startTimesMs) outStarts.push(startTimesMs[i] ?? 0n);
+    }
+    return { series: out, startTimesMs: outStarts, acceptedSamples: accepted, rejectedSamples: rejected, rejections, reasons };
   }
 
   /**
@@ -258,16 +485,87 @@ export class Ingester {
    * (ids come from clients, so two tenants may pick the same one), and part ids derive
    * from the batch id, so a retried request dedupes part by part.
    */
-  async #publish(tenant: string, batchId: string, series: Series[], startTimesMs: bigint[], nowMs: number): Promise<void> {
+  async #publish(tenant: string, batchId: string, series: Uint8Array[], startTimesMs: bigint[], nowMs: number): Promise<void> {
     const subject = this.#deps.subjectFor(tenant);
-    const parts = splitBatch(
-      create(SampleBatchSchema, { tenant, batchId, series, receivedAtMs: BigInt(nowMs), startTimesMs }),
-      Math.floor(this.#deps.publisher.maxPayloadBytes * 0.9),
-    );
+    const parts = splitFrame({ tenant, batchId, series, receivedAtMs: BigInt(nowMs), startTimesMs }, Math.floor(this.#deps.publisher.maxPayloadBytes * 0.9));
     const timeoutMs = this.#limits.publishTimeoutMs;
-    await Promise.all(parts.map((b) => this.#deps.publisher.publish(subject, SampleBatchSchema, b, { msgId: `${tenant}:${b.batchId}`, timeoutMs })));
+    await Promise.all(
+      parts.map((b) =>
+        this.#deps.publisher.publish(subject, SampleBatchFrameSchema, { $typeName: SampleBatchFrameSchema.typeName, ...b } as MessageShape<DescMessage>, { msgId: `${tenant}:${b.batchId}`, timeoutMs }),
+      ),
+    );
     this.#batches.inc({ tenant }, parts.length);
   }
+}
+
+const defaultField = (i: number) => `series[${i}]`;
+
+/** What {@link Ingester} keeps of a request's series after scanning them. */
+interface Scanned {
+  readonly bufs: Uint8Array[];
+  readonly labelsStart: Int32Array;
+  readonly labelsEnd: Int32Array;
+  /** Series `i` has timestamps `ts[tsFrom[i] .. tsFrom[i + 1])`. */
+  readonly tsFrom: Int32Array;
+  readonly ts: number[];
+  readonly valueCount: Int32Array;
+  readonly type: Int32Array;
+  readonly totalValues: number;
+}
+
+/** The outcome of validating encoded series (cf. `Validated` in validate.ts). */
+interface EncodedValidated {
+  readonly series: Uint8Array[];
+  readonly startTimesMs: bigint[];
+  readonly acceptedSamples: number;
+  readonly rejectedSamples: number;
+  readonly rejections: SeriesRejection[];
+  readonly reasons: RejectReason[];
+}
+
+function sameBytes(a: Uint8Array, buf: Uint8Array, start: number, end: number): boolean {
+  if (a.length !== end - start) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== buf[start + i]) return false;
+  return true;
+}
+
+/**
+ * Splits a batch of encoded series into parts whose encoding fits `maxBytes`; sizes are
+ * exact here (the series are already bytes). A series too big for one part is split by
+ * samples through {@link splitBatch}. Part ids are `<id>/<n>` when split.
+ */
+export function splitFrame(batch: SampleBatchFrame, maxBytes: number): SampleBatchFrame[] {
+  const withStart = batch.startTimesMs.length > 0;
+  const budget = maxBytes - (40 + utf8Bound(batch.tenant) + utf8Bound(batch.batchId));
+  let fits = true;
+  for (const s of batch.series) if (1 + vlen(s.length) + s.length + (withStart ? 10 : 0) > budget) fits = false;
+  if (!fits) {
+    // Rare (one series of tens of thousands of samples): take the message route.
+    const parts = splitBatch(create(SampleBatchSchema, { ...batch, series: batch.series.map(decodeSeriesMessage) }), maxBytes);
+    return parts.map((p) => ({ tenant: p.tenant, batchId: p.batchId, series: p.series.map(encodeSeriesMessage), receivedAtMs: p.receivedAtMs, startTimesMs: p.startTimesMs }));
+  }
+  const parts: SampleBatchFrame[] = [];
+  let series: Uint8Array[] = [];
+  let starts: bigint[] = [];
+  let used = 0;
+  const flush = () => {
+    if (series.length === 0) return;
+    parts.push({ ...batch, series, startTimesMs: starts });
+    series = [];
+    starts = [];
+    used = 0;
+  };
+  for (let i = 0; i < batch.series.length; i++) {
+    const s = batch.series[i]!;
+    const size = 1 + vlen(s.length) + s.length + (withStart ? 10 : 0);
+    if (used + size > budget) flush();
+    series.push(s);
+    if (withStart) starts.push(batch.startTimesMs[i] ?? 0n);
+    used += size;
+  }
+  flush();
+  if (parts.length <= 1) return parts.length === 1 ? parts : [{ ...batch }];
+  return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
 }
 
 /** UTF-8 bytes of `s`, at most: 1 per ASCII unit, 3 otherwise (a surrogate pair is 4 for 2 units). */

@@ -145,7 +145,7 @@ export function validateSeries(input: readonly Series[], limits: IngestLimits, n
 }
 
 /** Sorted by name with no empty values: what {@link canonicalLabels} would return. */
-function isCanonical(labels: ReadonlyArray<{ readonly name: string; readonly value: string }>): boolean {
+export function isCanonical(labels: ReadonlyArray<{ readonly name: string; readonly value: string }>): boolean {
   for (let k = 0; k < labels.length; k++) {
     if (labels[k]!.value === '') return false;
     if (k > 0 && !(labels[k - 1]!.name < labels[k]!.name)) return false;
@@ -153,7 +153,8 @@ function isCanonical(labels: ReadonlyArray<{ readonly name: string; readonly val
   return true;
 }
 
-function checkLabels(
+/** The first problem of a label set (before canonicalisation), or undefined when it is valid. */
+export function checkLabels(
   labels: readonly Label[],
   i: number,
   limits: IngestLimits,
