@@ -8,7 +8,11 @@
  *    on close), divided by the samples in it.
  * 3. Query latency p50/p95/p99 of dashboard-like queries through the Prometheus HTTP API
  *    (HTTP, JSON, auth, engine, store) against the same queries sent to Prometheus 2.42,
- *    with the ratios.
+ *    with the ratios. The store is compacted after loading, as its periodic compactor
+ *    would have done: older samples sealed into chunks, rollup tiers built. The 30-day
+ *    query is range-aligned to its step (as Grafana sends it) and served from the hourly
+ *    tier; the bench reports which tier answered and how far that answer is from the one
+ *    computed from raw samples.
  *
  * Bounded: fixed data sizes, at most `ITERATIONS` runs and `QUERY_BUDGET_MS` per query and
  * system; everything binds 127.0.0.1 and is removed at the end. Sizes can be scaled down
@@ -26,7 +30,8 @@ import { loadConfig } from '../../libs/runtime/config.js';
 import { openDuckDbStore, type MetricStore } from '../../libs/store/index.js';
 import type { SeriesSamples } from '../../libs/model/index.js';
 import { prometheusApiRoutes } from '../../services/aggregation/prom-api.js';
-import { Querier } from '../../services/aggregation/querier.js';
+import { Querier, tenantQueryable } from '../../services/aggregation/querier.js';
+import { rangeQuery, type PromValue } from '../../libs/promql/index.js';
 import { havePrometheus, startPrometheus, timeSlices, type PeerSeries, type PrometheusPeer } from '../../test/prometheus-peer.js';
 
 const SERIES = Number(process.env.BENCH_QUERY_SERIES ?? 1000);
@@ -150,6 +155,34 @@ interface QueryCase {
   readonly start: number;
   readonly end: number;
   readonly step: string;
+  servedFrom?: string;
+  maxRelativeErrorVsRaw?: number;
+}
+
+const LONG_QUERY = 'avg by (job) (avg_over_time(longterm_temperature_celsius[1h]))';
+
+/**
+ * Which tier answers `query` over [start, end] at 1 h steps, and the largest relative
+ * difference between that answer and the one evaluated from raw samples.
+ */
+async function checkRollups(store: MetricStore, limits: ReturnType<typeof loadConfig>['query'], query: string, start: number, end: number) {
+  const q = tenantQueryable(store, TENANT, limits);
+  const uses: string[] = [];
+  const served = await rangeQuery(q, query, start, end, HOUR, {
+    onRollup: (u) => uses.push(`${u.resolutionMs % HOUR === 0 ? `${u.resolutionMs / HOUR}h` : `${u.resolutionMs / MINUTE}m`} rollups for ${u.steps} steps, raw samples for ${u.rawSteps}`),
+  });
+  const raw = await rangeQuery({ select: q.select }, query, start, end, HOUR);
+  const byLabels = (v: PromValue & { type: 'matrix' }) => new Map(v.value.map((s) => [JSON.stringify(s.labels), s.points]));
+  const want = byLabels(raw);
+  let maxRelativeError = 0;
+  for (const [k, pts] of byLabels(served)) {
+    const exact = new Map(want.get(k)?.map(([t, v]) => [t, v]) ?? []);
+    for (const [t, v] of pts) {
+      const e = exact.get(t);
+      maxRelativeError = Math.max(maxRelativeError, e === undefined ? Infinity : Math.abs(v - e) / Math.abs(e));
+    }
+  }
+  return { servedFrom: uses.length > 0 ? uses.join('; ') : 'raw samples', maxRelativeError: Number(maxRelativeError.toPrecision(3)) };
 }
 
 async function timeQuery(url: string, headers: Record<string, string>, q: QueryCase): Promise<{ ms: number[]; series: number; points: number; error?: string }> {
@@ -187,6 +220,7 @@ async function main(): Promise<void> {
     // Query data: 1 h (+5 m for rate windows) of SERIES counters and SERIES/10 histograms
     // of 10 buckets at 15 s, and 10 gauges over 30 days at 60 s.
     const now = Math.floor(Date.now() / MINUTE) * MINUTE;
+    const longEnd = Math.floor(now / HOUR) * HOUR;
     const rand = rng(11);
     const shortBase = now - HOUR - 5 * MINUTE;
     const shortScrapes = (HOUR + 5 * MINUTE) / SCRAPE_MS + 1;
@@ -207,8 +241,8 @@ async function main(): Promise<void> {
     const longData = scrapeBatch(longGens, longBase, MINUTE, 0, longScrapes, rand);
     const querySamples = [...shortData, ...longData].reduce((n, s) => n + s.values.length, 0);
 
-    // Telemesh: raw retention long enough to hold the 30 days (rollup-aware evaluation is
-    // not wired into the engine yet, so the 30-day query reads raw samples).
+    // Telemesh: raw retention long enough to hold the 30 days, so the rollup-served answer
+    // can be checked against the one computed from raw samples.
     const qstore = await openDuckDbStore({
       path: join(dir, 'query', 'telemesh.duckdb'),
       logger,
@@ -223,6 +257,9 @@ async function main(): Promise<void> {
     for (const [i, s] of longData.entries()) await qstore.write(TENANT, `long-${i}`, [s]);
     const loadMs = performance.now() - loadT0;
     process.stdout.write(`loaded ${querySamples} samples into DuckDB in ${round(loadMs / 1000)} s\n`);
+    const compactT0 = performance.now();
+    const compaction = await qstore.compact();
+    process.stdout.write(`compacted (rollup windows ${compaction.windows}, rows ${compaction.rows}; samples older than 2 h sealed) in ${round((performance.now() - compactT0) / 1000)} s\n`);
 
     const secret = randomBytes(32).toString('base64url');
     const config = loadConfig({ env: {} });
@@ -265,10 +302,13 @@ async function main(): Promise<void> {
       { name: `sum by (job) (rate) 1h@15s, ${SERIES} series`, query: 'sum by (job) (rate(dash_requests_total[5m]))', start: now - HOUR, end: now, step: '15s' },
       { name: 'histogram_quantile(0.99) 1h@15s', query: 'histogram_quantile(0.99, sum by (le) (rate(bench_latency_seconds_bucket[5m])))', start: now - HOUR, end: now, step: '15s' },
       { name: 'topk(5, rate) 1h@1m', query: 'topk(5, rate(dash_requests_total[5m]))', start: now - HOUR, end: now, step: '1m' },
-      { name: '30d avg_over_time@1h, 10 series', query: 'avg by (job) (avg_over_time(longterm_temperature_celsius[1h]))', start: now - 30 * DAY + HOUR, end: now, step: '1h' },
+      { name: '30d avg_over_time@1h, 10 series', query: LONG_QUERY, start: longEnd - 30 * DAY + HOUR, end: longEnd, step: '1h' },
     ];
+    const rollupCheck = await checkRollups(qstore, config.query, LONG_QUERY, longEnd - 30 * DAY + HOUR, longEnd);
+    process.stdout.write(`30-day query: ${rollupCheck.servedFrom}; largest relative difference from the raw-sample answer ${rollupCheck.maxRelativeError}\n`);
     const results = [];
     for (const q of cases) {
+      if (q.query === LONG_QUERY) Object.assign(q, { servedFrom: rollupCheck.servedFrom, maxRelativeErrorVsRaw: rollupCheck.maxRelativeError });
       const t = await timeQuery(telemeshUrl, auth, q);
       const p = promUrl ? await timeQuery(promUrl, {}, q) : undefined;
       const fig = (r: { ms: number[] }) => ({ p50: round(percentile(r.ms, 50)), p95: round(percentile(r.ms, 95)), p99: round(percentile(r.ms, 99)), runs: r.ms.length });
@@ -277,6 +317,8 @@ async function main(): Promise<void> {
         query: q.query,
         step: q.step,
         rangeHours: round((q.end - q.start) / HOUR),
+        servedFrom: q.servedFrom,
+        maxRelativeErrorVsRaw: q.maxRelativeErrorVsRaw,
         telemesh: { ...fig(t), series: t.series, points: t.points, error: t.error },
         prometheus: p ? { ...fig(p), series: p.series, points: p.points, error: p.error } : undefined,
         ratioP50: p ? round(percentile(t.ms, 50) / percentile(p.ms, 50)) : undefined,

@@ -9,14 +9,19 @@
  *   (step range, `offset`, `@`, range, lookback, enclosing subqueries) and each selector
  *   is fetched ONCE. Steps are then evaluated in memory: an instant selector is a binary
  *   search per series, a range selector an index window into the fetched arrays.
+ * - Range functions over selectors, and the numeric aggregations above them, are
+ *   evaluated for all steps at once, series by series (`columnsOf`): same arithmetic in
+ *   the same order, without per-step cursors and allocations.
+ * - Range queries may read rollup tiers instead of raw samples for the `*_over_time`
+ *   functions a tier can answer (`planRollups`, `rollupColumns`: when, and the error bound).
  * - Semantics follow Prometheus 2.42 (the version the differential tests run): closed
  *   lookback and range windows `[t - d, t]`, staleness markers ending a series, `@` and
  *   step-invariant subtrees computed once, subquery steps aligned to multiples of the
  *   step, `__name__` dropped by functions and arithmetic.
  */
 import type { Label, Matcher, SeriesSamples } from '../model/index.js';
-import { aggregate } from './aggregations.js';
-import type { GroupCache } from './aggregations.js';
+import { addToGroup, aggregate, groupOf, groupValue, newGroup, NUMERIC_AGGREGATIONS } from './aggregations.js';
+import type { Group, GroupCache } from './aggregations.js';
 import { goRegExp, parseQuery, typeOf } from './ast.js';
 import type { AggregateNode, BinaryNode, CallNode, Expr, MatrixNode, SelectorNode, SubqueryNode } from './ast.js';
 import { scalarScalar, setOperation, vectorScalar, vectorVector } from './binary.js';
@@ -25,7 +30,7 @@ import { PromqlSyntaxError } from './errors.js';
 import type { RangeFunction } from './functions.js';
 import { DATE_FUNCTIONS, MATH_FUNCTIONS, RANGE_FUNCTIONS, absentLabels, expandTemplate, histogramQuantile, roundTo } from './functions.js';
 import { LabelSet } from './labelset.js';
-import { lowerBound, upperBound } from './values.js';
+import { counterResets, lowerBound, upperBound } from './values.js';
 import type { RangeSeries, Sample, Value } from './values.js';
 
 export { PromqlExecutionError, QueryLimitError, QueryTimeoutError } from './engine-errors.js';
@@ -34,7 +39,67 @@ export { PromqlExecutionError, QueryLimitError, QueryTimeoutError } from './engi
 export interface Queryable {
   /** Series matching all matchers with their samples in `[startMs, endMs]` (inclusive). */
   select(matchers: readonly Matcher[], startMs: number, endMs: number): Promise<SeriesSamples[]>;
+  /** Rollup tiers range queries may read instead of raw samples; absent: raw only. */
+  readonly rollups?: RollupSource;
 }
+
+/**
+ * Per-window aggregates of one series in one rollup tier (the store's rollup windows have
+ * this shape): min, max, sum and count of the samples in `[startMs, startMs + resolution)`,
+ * the newest sample's value, and a mergeable quantile sketch.
+ */
+export interface RollupWindowData<S = unknown> {
+  readonly startMs: number;
+  readonly min: number;
+  readonly max: number;
+  readonly sum: number;
+  readonly count: number;
+  readonly last: number;
+  readonly sketch: S;
+}
+
+/** One series' windows of a tier, oldest first. */
+export interface RollupSeriesData<S = unknown> {
+  readonly labels: readonly Label[];
+  readonly windows: readonly RollupWindowData<S>[];
+}
+
+/** Which tier a range query should read, and up to when it is complete. */
+export interface RollupPlan {
+  /** Window width of the tier, ms. */
+  readonly resolutionMs: number;
+  /** Windows ending at or before this time hold every stored sample (later ones may still change). */
+  readonly completeBeforeMs: number;
+}
+
+/** Rollup tiers as the engine reads them (see `rollupColumns` for which queries use them). */
+export interface RollupSource<S = unknown> {
+  /**
+   * The tier for a range query of step `stepMs` reading back to `fromMs`: the coarsest
+   * whose windows are no wider than the step and that still holds that time; undefined
+   * for raw samples.
+   */
+  plan(stepMs: number, fromMs: number): Promise<RollupPlan | undefined>;
+  /** Windows of tier `resolutionMs` of the matching series whose start lies in `[startMs, endMs]`. */
+  select(matchers: readonly Matcher[], startMs: number, endMs: number, resolutionMs: number): Promise<RollupSeriesData<S>[]>;
+  /** The q-quantile (0 ≤ q ≤ 1) of the merged sketches; NaN when they hold no value. */
+  quantile(sketches: readonly S[], q: number): number;
+}
+
+/**
+ * Range functions a rollup tier answers, and how: per step, over the tier's windows that
+ * start in `[t − range, t)`. See `rollupColumns` for when and the error bound.
+ */
+const ROLLUP_FUNCTIONS: ReadonlySet<string> = new Set([
+  'min_over_time',
+  'max_over_time',
+  'sum_over_time',
+  'count_over_time',
+  'avg_over_time',
+  'last_over_time',
+  'present_over_time',
+  'quantile_over_time',
+]);
 
 /** Per-query settings. */
 export interface EngineOptions {
@@ -52,6 +117,8 @@ export interface EngineOptions {
   timeoutMs?: number;
   /** Aborts the query (its reason is thrown). */
   signal?: AbortSignal;
+  /** Told each time a range function is answered from a rollup tier (for stats and tests). */
+  onRollup?: (use: { function: string; resolutionMs: number; steps: number; rawSteps: number }) => void;
 }
 
 /** A query result in Prometheus' four shapes. Times are Unix milliseconds. */
@@ -110,6 +177,15 @@ class Evaluator {
   private readonly groupCaches = new Map<AggregateNode, GroupCache>();
   private readonly regexCache = new Map<string, RegExp>();
   private readonly cursors = new Map<SelectorNode | MatrixNode | SubqueryNode, Cursors>();
+  /** Nodes outside subqueries that may be evaluated for all steps at once (see `columnsOf`). */
+  private readonly columnar = new Set<Expr>();
+  private readonly columns = new Map<Expr, Columns | undefined>();
+  /** Range function calls answered (for their first `steps` steps) from a rollup tier. */
+  private readonly rollupInputs = new Map<CallNode, { source: RollupSource; steps: number; series: RollupSeriesData[] }>();
+  /** Evaluation times of the query, ascending (one for an instant query). */
+  grid: Float64Array = new Float64Array(0);
+  /** Index into `grid` of the step being evaluated; -1 outside the step loop. */
+  stepIndex = -1;
   private readonly deadline: number;
   private samples = 0;
   private checks = 0;
@@ -147,7 +223,7 @@ class Evaluator {
   }
 
   /** Works out each selector's fetch span for evaluations at times in [start, end]. */
-  collectSpans(e: Expr, start: number, end: number, spans: Map<SelectorNode, { from: number; to: number; matrix: boolean }>): void {
+  collectSpans(e: Expr, start: number, end: number, spans: Map<SelectorNode, { from: number; to: number; matrix: boolean }>, inSubquery = false): void {
     switch (e.kind) {
       case 'selector':
       case 'matrix': {
@@ -165,23 +241,25 @@ class Evaluator {
         const innerStart = Math.ceil(((at ?? start) - e.offsetMs - e.rangeMs) / step) * step;
         const innerEnd = (at ?? end) - e.offsetMs;
         this.subquerySpans.set(e.id, { from: innerStart, to: innerEnd });
-        this.collectSpans(e.expr, innerStart, innerEnd, spans);
+        this.collectSpans(e.expr, innerStart, innerEnd, spans, true);
         return;
       }
       case 'call':
-        for (const a of e.args) this.collectSpans(a, start, end, spans);
+        if (!inSubquery) this.columnar.add(e);
+        for (const a of e.args) this.collectSpans(a, start, end, spans, inSubquery);
         return;
       case 'aggregate':
-        if (e.param !== undefined) this.collectSpans(e.param, start, end, spans);
-        this.collectSpans(e.expr, start, end, spans);
+        if (!inSubquery) this.columnar.add(e);
+        if (e.param !== undefined) this.collectSpans(e.param, start, end, spans, inSubquery);
+        this.collectSpans(e.expr, start, end, spans, inSubquery);
         return;
       case 'binary':
-        this.collectSpans(e.lhs, start, end, spans);
-        this.collectSpans(e.rhs, start, end, spans);
+        this.collectSpans(e.lhs, start, end, spans, inSubquery);
+        this.collectSpans(e.rhs, start, end, spans, inSubquery);
         return;
       case 'unary':
       case 'paren':
-        this.collectSpans(e.expr, start, end, spans);
+        this.collectSpans(e.expr, start, end, spans, inSubquery);
         return;
       default:
         return;
@@ -189,13 +267,16 @@ class Evaluator {
   }
 
   /** Fetches every selector once, in parallel, and checks the series and sample limits. */
-  async fetch(q: Queryable, root: Expr, start: number, end: number): Promise<void> {
+  async fetch(q: Queryable, root: Expr, start: number, end: number, stepMs?: number): Promise<void> {
     const spans = new Map<SelectorNode, { from: number; to: number; matrix: boolean }>();
     this.collectSpans(root, start, end, spans);
-    const entries = [...spans];
-    const results = await Promise.all(entries.map(([sel, span]) => q.select(sel.matchers, span.from, span.to)));
-    this.check();
     let series = 0;
+    if (q.rollups !== undefined && stepMs !== undefined) series += await this.planRollups(q.rollups, stepMs, spans);
+    const entries = [...spans];
+    const results = await Promise.all(
+      entries.map(([sel, span]) => (span.from > span.to ? Promise.resolve([]) : q.select(sel.matchers, span.from, span.to))),
+    );
+    this.check();
     entries.forEach(([sel, span], i) => {
       const got = results[i] ?? [];
       series += got.length;
@@ -215,8 +296,68 @@ class Evaluator {
     });
   }
 
+  /**
+   * Decides which range function calls a rollup tier answers, reads their windows, and
+   * narrows those selectors' raw spans to the steps the tier cannot answer (an empty span
+   * when it answers all). Returns the number of rollup series read.
+   *
+   * A call qualifies when it is one of {@link ROLLUP_FUNCTIONS} over a plain range
+   * selector (no `@`), outside subqueries, other arguments literals, in a range query
+   * whose step is a multiple of the tier's resolution (so no step falls inside a window),
+   * with the range and every step time (less the offset) on window boundaries: then the
+   * range `[t − R, t]` is exactly the windows starting in `[t − R, t)` plus the instant
+   * `t`. Steps read the tier while their range ends before `completeBeforeMs` (the
+   * compactor has not caught up with later windows); later steps read raw samples.
+   */
+  private async planRollups(source: RollupSource, stepMs: number, spans: Map<SelectorNode, { from: number; to: number; matrix: boolean }>): Promise<number> {
+    const grid = this.grid;
+    const n = grid.length;
+    let seriesRead = 0;
+    for (const e of this.columnar) {
+      if (e.kind !== 'call' || !ROLLUP_FUNCTIONS.has(e.name)) continue;
+      const arg = e.args[e.name === 'quantile_over_time' ? 1 : 0];
+      if (arg?.kind !== 'matrix' || arg.invariant || arg.selector.at !== undefined) continue;
+      if (!e.args.every((a) => a === arg || a.kind === 'number')) continue;
+      const sel = arg.selector;
+      const span = spans.get(sel);
+      if (span === undefined || n === 0) continue;
+      const ref0 = (grid[0] as number) - sel.offsetMs;
+      const plan = await source.plan(stepMs, ref0 - arg.rangeMs);
+      if (plan === undefined) continue;
+      const res = plan.resolutionMs;
+      if (!(res > 0) || stepMs % res !== 0 || arg.rangeMs % res !== 0 || ref0 % res !== 0) continue;
+      let steps = 0;
+      while (steps < n && (grid[steps] as number) - sel.offsetMs <= plan.completeBeforeMs) steps++;
+      if (steps === 0) continue;
+      const lastRef = (grid[steps - 1] as number) - sel.offsetMs;
+      const got = await source.select(sel.matchers, ref0 - arg.rangeMs, lastRef - 1, res);
+      this.check();
+      // Functions other than last_over_time drop __name__: series differing only in it
+      // would collide, which Prometheus reports per step from raw data. Leave those to raw.
+      if (e.name !== 'last_over_time') {
+        const keys = new Set(got.map((r) => LabelSet.from(r.labels).withoutName().key));
+        if (keys.size !== got.length) continue;
+      }
+      seriesRead += got.length;
+      const max = this.opts.maxSeries;
+      if (max !== undefined && seriesRead > max) {
+        throw new QueryLimitError('query.maxSeries', max, `query selected more than ${max} series (query.maxSeries); narrow the selectors`);
+      }
+      for (const r of got) this.addSamples(r.windows.length);
+      this.rollupInputs.set(e, { source, steps, series: got });
+      // Raw samples only for the steps after the tier's complete windows.
+      span.from = steps < n ? (grid[steps] as number) - sel.offsetMs - arg.rangeMs : Infinity;
+      this.opts.onRollup?.({ function: e.name, resolutionMs: res, steps, rawSteps: n - steps });
+    }
+    return seriesRead;
+  }
+
   /** Evaluates `e` at time `t` (ms). */
   eval(e: Expr, t: number): Value {
+    if ((e.kind === 'call' || e.kind === 'aggregate') && !e.invariant && this.stepIndex >= 0 && this.grid[this.stepIndex] === t) {
+      const c = this.columnsOf(e);
+      if (c !== undefined) return { type: 'vector', samples: c.vectorAt(this.stepIndex, t) };
+    }
     if (e.invariant && e.kind !== 'number' && e.kind !== 'string') {
       const hit = this.invariantCache.get(e);
       if (hit !== undefined) return hit;
@@ -547,16 +688,7 @@ class Evaluator {
     const matrixIndex = e.name === 'quantile_over_time' ? 1 : 0;
     const arg = e.args[matrixIndex];
     if (arg === undefined) throw new PromqlExecutionError(`missing range argument of ${e.name}()`);
-    let param = NaN;
-    let param2 = NaN;
-    if (e.name === 'predict_linear') param = this.scalarArg(e, 1, t);
-    if (e.name === 'quantile_over_time') param = this.scalarArg(e, 0, t);
-    if (e.name === 'double_exponential_smoothing') {
-      param = this.scalarArg(e, 1, t);
-      param2 = this.scalarArg(e, 2, t);
-      if (!(param > 0 && param < 1)) throw new PromqlExecutionError(`invalid smoothing factor. Expected: 0 < sf < 1, got: ${param.toFixed(6)}`);
-      if (!(param2 > 0 && param2 < 1)) throw new PromqlExecutionError(`invalid trend factor. Expected: 0 < tf < 1, got: ${param2.toFixed(6)}`);
-    }
+    const { param, param2 } = this.rangeParams(e, t);
     let rangeMs: number;
     let offsetMs: number;
     let at: number | undefined;
@@ -590,6 +722,240 @@ class Evaluator {
       windows.series.forEach(visit);
     }
     return out;
+  }
+
+  /** The scalar parameters of a range function at `t`, checked as Prometheus checks them. */
+  private rangeParams(e: CallNode, t: number): { param: number; param2: number } {
+    let param = NaN;
+    let param2 = NaN;
+    if (e.name === 'predict_linear') param = this.scalarArg(e, 1, t);
+    if (e.name === 'quantile_over_time') param = this.scalarArg(e, 0, t);
+    if (e.name === 'double_exponential_smoothing') {
+      param = this.scalarArg(e, 1, t);
+      param2 = this.scalarArg(e, 2, t);
+      if (!(param > 0 && param < 1)) throw new PromqlExecutionError(`invalid smoothing factor. Expected: 0 < sf < 1, got: ${param.toFixed(6)}`);
+      if (!(param2 > 0 && param2 < 1)) throw new PromqlExecutionError(`invalid trend factor. Expected: 0 < tf < 1, got: ${param2.toFixed(6)}`);
+    }
+    return { param, param2 };
+  }
+
+  /**
+   * The values of `e` at every step of the query, computed series by series rather than
+   * step by step, or undefined when `e` does not qualify. Qualifying, outside subqueries:
+   * - a range function over a plain range selector (no `@`), other arguments literals,
+   *   whose output cannot hold duplicate label sets: each series' window slides forward
+   *   with two indexes over its samples, and counters carry a reset prefix so `rate`
+   *   does not rescan windows without a reset;
+   * - `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar` over a qualifying
+   *   node: group indexes are worked out once per series, not per step.
+   * Every value comes from the same arithmetic, in the same order, as step-by-step
+   * evaluation, so results are identical; it saves the per-step cursor work, closures
+   * and one sample object per series and step.
+   */
+  columnsOf(e: Expr): Columns | undefined {
+    if (!this.columnar.has(e) || e.invariant) return undefined;
+    if (this.columns.has(e)) return this.columns.get(e);
+    let c: Columns | undefined;
+    if (e.kind === 'call') c = this.rangeColumns(e);
+    else if (e.kind === 'aggregate') c = this.aggregateColumns(e);
+    this.columns.set(e, c);
+    return c;
+  }
+
+  private rangeColumns(e: CallNode): Columns | undefined {
+    const fn = RANGE_FUNCTIONS.get(e.name);
+    if (fn === undefined) return undefined;
+    const matrixIndex = e.name === 'quantile_over_time' ? 1 : 0;
+    const arg = e.args[matrixIndex];
+    if (arg?.kind !== 'matrix' || arg.invariant || arg.selector.at !== undefined) return undefined;
+    if (!e.args.every((a) => a === arg || a.kind === 'number' || a.kind === 'string')) return undefined;
+    const keepName = e.name === 'last_over_time';
+    const sel = arg.selector;
+    const rollup = this.rollupInputs.get(e);
+    if (rollup !== undefined) return this.rollupColumns(e, arg, rollup);
+    if (!keepName && this.uniqueWithoutName[sel.id] !== true) return undefined;
+    const grid = this.grid;
+    const n = grid.length;
+    const { param, param2 } = this.rangeParams(e, grid[0] ?? 0);
+    const data = this.data[sel.id] ?? [];
+    const rows = data.map((s) => (keepName ? s.ls : s.ls.withoutName()));
+    const vals = new Float64Array(data.length * n);
+    const present = new Uint8Array(data.length * n);
+    this.rawColumns(fn, e.name, arg, data, 0, { param, param2 }, vals, present);
+    return new Columns(rows, n, vals, present);
+  }
+
+  /**
+   * Fills `vals`/`present` (rows of `data`, in order) with `fn` over each series'
+   * range windows at steps `fromStep`… of the grid.
+   */
+  private rawColumns(
+    fn: RangeFunction,
+    name: string,
+    arg: MatrixNode,
+    data: ReadonlyArray<FetchedSeries | undefined>,
+    fromStep: number,
+    params: { param: number; param2: number },
+    vals: Float64Array,
+    present: Uint8Array,
+  ): void {
+    const grid = this.grid;
+    const n = grid.length;
+    const { param, param2 } = params;
+    const sel = arg.selector;
+    const isCounter = name === 'rate' || name === 'increase';
+    const rangeMs = arg.rangeMs;
+    const offsetMs = sel.offsetMs;
+    const ctx = { rangeStartMs: 0, rangeEndMs: 0, rangeMs, interceptMs: 0, param, param2 };
+    for (let k = 0; k < data.length; k++) {
+      const s = data[k];
+      if (s === undefined) continue;
+      this.check();
+      const ts = s.ts;
+      const len = ts.length;
+      const w = { ls: s.ls, ts, vs: s.vs, from: 0, to: 0, resets: isCounter ? counterResets(s.vs) : undefined };
+      let from = 0;
+      let to = 0;
+      const base = k * n;
+      for (let j = fromStep; j < n; j++) {
+        const t = grid[j] as number;
+        const ref = t - offsetMs;
+        const lo = ref - rangeMs;
+        // Steps ascend, so both window edges only move forward.
+        while (from < len && (ts[from] as number) < lo) from++;
+        if (to < from) to = from;
+        while (to < len && (ts[to] as number) <= ref) to++;
+        if (to <= from) continue;
+        w.from = from;
+        w.to = to;
+        ctx.rangeStartMs = lo;
+        ctx.rangeEndMs = ref;
+        ctx.interceptMs = t;
+        const v = fn(w, ctx);
+        if (v === undefined) continue;
+        vals[base + j] = v;
+        present[base + j] = 1;
+      }
+    }
+  }
+
+  /**
+   * A rollup-served range function (see `planRollups` for when): steps before
+   * `input.steps` from the tier's windows starting in `[t − R, t)`, later ones from raw
+   * samples; rows are the union of both, in label order.
+   *
+   * Error bound against raw evaluation: the tier's windows cover `[t − R, t)`, so a
+   * sample stamped exactly `t` is left out (at most one per series and step). Otherwise
+   * `min`, `max`, `count`, `last` and `present_over_time` are exact; `sum` and `avg` are
+   * exact up to floating-point rounding (partial sums are added in another order);
+   * `quantile_over_time` is within the sketch's relative accuracy (1% by default, see the
+   * store's sketch.ts) of a neighbouring rank of the exact answer, and leaves out NaN and
+   * ±Inf samples.
+   */
+  private rollupColumns(e: CallNode, arg: MatrixNode, input: { source: RollupSource; steps: number; series: RollupSeriesData[] }): Columns {
+    const keepName = e.name === 'last_over_time';
+    const sel = arg.selector;
+    const grid = this.grid;
+    const n = grid.length;
+    const q = e.name === 'quantile_over_time' ? this.scalarArg(e, 0, grid[0] ?? 0) : NaN;
+    // Union of rollup and raw series by label set, in label order.
+    const byKey = new Map<string, { ls: LabelSet; roll?: RollupSeriesData; raw?: FetchedSeries }>();
+    for (const r of input.series) {
+      const ls = LabelSet.from(r.labels);
+      byKey.set(ls.key, { ls, roll: r });
+    }
+    for (const f of this.data[sel.id] ?? []) {
+      const hit = byKey.get(f.ls.key);
+      if (hit !== undefined) hit.raw = f;
+      else byKey.set(f.ls.key, { ls: f.ls, raw: f });
+    }
+    const all = [...byKey.values()].sort((a, b) => compareLabelSets(a.ls, b.ls));
+    const rows = all.map((x) => (keepName ? x.ls : x.ls.withoutName()));
+    if (!keepName && new Set(rows.map((ls) => ls.key)).size !== rows.length) {
+      throw new PromqlExecutionError('vector cannot contain metrics with the same labelset');
+    }
+    const vals = new Float64Array(rows.length * n);
+    const present = new Uint8Array(rows.length * n);
+    const rangeMs = arg.rangeMs;
+    all.forEach((x, k) => {
+      const ws = x.roll?.windows;
+      if (ws === undefined) return;
+      let a = 0;
+      let b = 0;
+      for (let j = 0; j < input.steps; j++) {
+        const ref = (grid[j] as number) - sel.offsetMs;
+        while (a < ws.length && (ws[a] as RollupWindowData).startMs < ref - rangeMs) a++;
+        if (b < a) b = a;
+        while (b < ws.length && (ws[b] as RollupWindowData).startMs < ref) b++;
+        if (b <= a) continue;
+        vals[k * n + j] = rollupValue(e.name, ws, a, b, q, input.source);
+        present[k * n + j] = 1;
+      }
+    });
+    if (input.steps < n) {
+      const fn = RANGE_FUNCTIONS.get(e.name) as RangeFunction;
+      const params = this.rangeParams(e, grid[0] ?? 0);
+      this.rawColumns(fn, e.name, arg, all.map((x) => x.raw), input.steps, params, vals, present);
+    }
+    return new Columns(rows, n, vals, present);
+  }
+
+  private aggregateColumns(e: AggregateNode): Columns | undefined {
+    if (e.param !== undefined || !NUMERIC_AGGREGATIONS.has(e.op)) return undefined;
+    let inner = e.expr;
+    while (inner.kind === 'paren') inner = inner.expr;
+    const input = this.columnsOf(inner);
+    if (input === undefined) return undefined;
+    let cache = this.groupCaches.get(e);
+    if (cache === undefined) {
+      cache = new Map();
+      this.groupCaches.set(e, cache);
+    }
+    const index = new Map<string, number>();
+    const rows: LabelSet[] = [];
+    const groupOfRow = new Int32Array(input.rows.length);
+    input.rows.forEach((ls, r) => {
+      const gi = groupOf(e, ls, cache);
+      let g = index.get(gi.key);
+      if (g === undefined) {
+        g = rows.length;
+        index.set(gi.key, g);
+        rows.push(gi.ls);
+      }
+      groupOfRow[r] = g;
+    });
+    const n = this.grid.length;
+    const vals = new Float64Array(rows.length * n);
+    const present = new Uint8Array(rows.length * n);
+    const first = new Int32Array(rows.length * n);
+    const states: Array<Group | undefined> = new Array<Group | undefined>(rows.length);
+    // Numeric aggregations read only `v` of a sample: one scratch object serves them all.
+    const scratch: { ls: LabelSet; v: number; t: number } = { ls: LabelSet.EMPTY, v: 0, t: 0 };
+    const op = e.op;
+    for (let j = 0; j < n; j++) {
+      if ((++this.checks & 31) === 0) this.check();
+      states.fill(undefined);
+      const order = input.order(j);
+      for (let p = 0; p < order.length; p++) {
+        const r = order[p] as number;
+        const g = groupOfRow[r] as number;
+        scratch.v = input.vals[r * n + j] as number;
+        const st = states[g];
+        if (st === undefined) {
+          states[g] = newGroup(op, rows[g] as LabelSet, scratch);
+          first[g * n + j] = p;
+        } else {
+          addToGroup(op, st, scratch);
+        }
+      }
+      for (let g = 0; g < rows.length; g++) {
+        const st = states[g];
+        if (st === undefined) continue;
+        vals[g * n + j] = groupValue(op, st);
+        present[g * n + j] = 1;
+      }
+    }
+    return new Columns(rows, n, vals, present, first);
   }
 
   private labelReplace(e: CallNode, t: number): Sample[] {
@@ -636,6 +1002,94 @@ class Evaluator {
 }
 
 const EMPTY_ARRAY = new Float64Array(0);
+
+/** One of {@link ROLLUP_FUNCTIONS} over rollup windows `[a, b)` (at least one). */
+function rollupValue(name: string, ws: readonly RollupWindowData[], a: number, b: number, q: number, source: RollupSource): number {
+  switch (name) {
+    case 'count_over_time': {
+      let c = 0;
+      for (let i = a; i < b; i++) c += (ws[i] as RollupWindowData).count;
+      return c;
+    }
+    case 'sum_over_time':
+    case 'avg_over_time': {
+      let sum = 0;
+      let c = 0;
+      for (let i = a; i < b; i++) {
+        sum += (ws[i] as RollupWindowData).sum;
+        c += (ws[i] as RollupWindowData).count;
+      }
+      return name === 'sum_over_time' ? sum : sum / c;
+    }
+    case 'min_over_time':
+    case 'max_over_time': {
+      // NaN only when every sample was NaN, as Prometheus.
+      const isMin = name === 'min_over_time';
+      let m = NaN;
+      for (let i = a; i < b; i++) {
+        const w = ws[i] as RollupWindowData;
+        const v = isMin ? w.min : w.max;
+        if (Number.isNaN(m) || (isMin ? v < m : v > m)) m = v;
+      }
+      return m;
+    }
+    case 'last_over_time':
+      return (ws[b - 1] as RollupWindowData).last;
+    case 'present_over_time':
+      return 1;
+    case 'quantile_over_time': {
+      if (Number.isNaN(q)) return NaN;
+      if (q < 0) return -Infinity;
+      if (q > 1) return Infinity;
+      const sketches: unknown[] = [];
+      for (let i = a; i < b; i++) sketches.push((ws[i] as RollupWindowData).sketch);
+      return source.quantile(sketches, q);
+    }
+    default:
+      throw new PromqlExecutionError(`${name}() cannot be answered from rollups`);
+  }
+}
+
+/**
+ * A node's value at every step: `rows` label sets, and per row and step (row-major,
+ * `r * steps + j`) a value and whether it is present. `first`, for aggregations, holds
+ * the position of each group's first member in the step's input: step-by-step
+ * evaluation lists groups in that order, and callers above (another aggregation's
+ * float sums) must see the same order.
+ */
+class Columns {
+  constructor(
+    readonly rows: readonly LabelSet[],
+    readonly steps: number,
+    readonly vals: Float64Array,
+    readonly present: Uint8Array,
+    private readonly first?: Int32Array,
+  ) {}
+
+  /** Rows present at step j, in the order step-by-step evaluation lists them. */
+  order(j: number): number[] {
+    const out: number[] = [];
+    const n = this.steps;
+    for (let r = 0; r < this.rows.length; r++) if (this.present[r * n + j] === 1) out.push(r);
+    const first = this.first;
+    if (first !== undefined) {
+      for (let i = 1; i < out.length; i++) {
+        if ((first[(out[i] as number) * n + j] as number) < (first[(out[i - 1] as number) * n + j] as number)) {
+          out.sort((a, b) => (first[a * n + j] as number) - (first[b * n + j] as number));
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The step's instant vector. */
+  vectorAt(j: number, t: number): Sample[] {
+    const out: Sample[] = [];
+    for (const r of this.order(j)) out.push({ ls: this.rows[r] as LabelSet, v: this.vals[r * this.steps + j] as number, t });
+    return out;
+  }
+}
 
 /**
  * Per selector and series, where the window ended at the previous evaluation. Range
@@ -775,6 +1229,8 @@ export async function instantQuery(q: Queryable, expr: string, timeMs: number, o
   const ev = new Evaluator(timeMs, timeMs, opts.lookbackDeltaMs ?? DEFAULT_LOOKBACK_MS, opts);
   ev.check();
   await ev.fetch(q, parsed.root, timeMs, timeMs);
+  ev.grid = Float64Array.of(timeMs);
+  ev.stepIndex = 0;
   const v = ev.eval(parsed.root, timeMs);
   switch (v.type) {
     case 'scalar':
@@ -830,9 +1286,30 @@ export async function rangeQuery(
   }
   const ev = new Evaluator(startMs, endMs, opts.lookbackDeltaMs ?? DEFAULT_LOOKBACK_MS, opts);
   ev.check();
-  await ev.fetch(q, parsed.root, startMs, endMs);
+  const times: number[] = [];
+  for (let t = startMs; t <= endMs; t += stepMs) times.push(t);
+  ev.grid = Float64Array.from(times);
+  await ev.fetch(q, parsed.root, startMs, endMs, stepMs);
+  let root = parsed.root;
+  while (root.kind === 'paren') root = root.expr;
+  const cols = ev.columnsOf(root);
+  if (cols !== undefined) {
+    // Evaluated for all steps at once: read the matrix straight out of the columns.
+    const n = times.length;
+    const out: Array<{ ls: LabelSet; points: Array<[number, number]> }> = [];
+    cols.rows.forEach((ls, r) => {
+      const points: Array<[number, number]> = [];
+      for (let j = 0; j < n; j++) if (cols.present[r * n + j] === 1) points.push([times[j] as number, cols.vals[r * n + j] as number]);
+      if (points.length > 0) out.push({ ls, points });
+    });
+    ev.addSamples(out.reduce((acc, s) => acc + s.points.length, 0));
+    out.sort((a, b) => compareLabelSets(a.ls, b.ls));
+    return { type: 'matrix', value: out.map((s) => ({ labels: toLabels(s.ls), points: s.points })) };
+  }
   const series = new Map<string, { ls: LabelSet; points: Array<[number, number]> }>();
-  for (let t = startMs; t <= endMs; t += stepMs) {
+  for (let j = 0; j < times.length; j++) {
+    const t = times[j] as number;
+    ev.stepIndex = j;
     ev.check();
     const v = ev.eval(parsed.root, t);
     if (v.type === 'scalar') {

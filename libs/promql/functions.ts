@@ -33,7 +33,9 @@ function extrapolatedRate(s: RangeSeries, ctx: RangeContext, isCounter: boolean,
   const lastT = ts[to - 1] ?? 0;
   const firstV = vs[from] ?? 0;
   let result = (vs[to - 1] ?? 0) - firstV;
-  if (isCounter) {
+  // Without a reset in the window the scan below adds nothing: skip it when we know.
+  const resets = s.resets;
+  if (isCounter && (resets === undefined || (resets[to - 1] ?? 0) !== (resets[from] ?? 0))) {
     let last = 0;
     for (let i = from; i < to; i++) {
       const v = vs[i] ?? 0;

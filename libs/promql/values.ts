@@ -19,6 +19,25 @@ export interface RangeSeries {
   readonly vs: ArrayLike<number>;
   readonly from: number;
   readonly to: number;
+  /**
+   * Optional {@link counterResets} of the whole `vs`: lets counter functions skip their
+   * per-sample reset scan for the (usual) windows without a reset.
+   */
+  readonly resets?: Int32Array;
+}
+
+/**
+ * Prefix counts of counter resets: element i is how many j in [1, i] have
+ * `vs[j] < vs[j - 1]`, so a window [from, to) holds `r[to - 1] - r[from]` resets.
+ */
+export function counterResets(vs: ArrayLike<number>): Int32Array {
+  const r = new Int32Array(vs.length);
+  let n = 0;
+  for (let i = 1; i < vs.length; i++) {
+    if ((vs[i] ?? 0) < (vs[i - 1] ?? 0)) n++;
+    r[i] = n;
+  }
+  return r;
 }
 
 /** A value at one evaluation time. */

@@ -427,6 +427,16 @@ class MongoMetricStore implements RollupStore {
     });
   }
 
+  async rollupsCompleteBefore(tenant: string): Promise<number> {
+    if (this.closing) throw new StoreClosedError();
+    checkTenant(tenant);
+    // The oldest window still marked dirty bounds what the compactor has not yet seen.
+    return this.track(async () => {
+      const oldest = await this.db.collection<DirtyDoc>(DIRTY).find({ '_id.t': tenant }).sort({ '_id.w': 1 }).limit(1).toArray();
+      return oldest[0]?._id.w ?? Infinity;
+    });
+  }
+
   compact(): Promise<CompactionResult> {
     return this.enqueue(() => this.compactNow());
   }

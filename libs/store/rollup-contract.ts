@@ -103,6 +103,29 @@ export function runRollupStoreContract(name: string, open: (now: () => number) =
       }
     });
 
+    it('tells, per tenant, up to when rollups hold every stored sample', async () => {
+      const { store, clock } = await openClocked();
+      try {
+        assert.equal(await store.rollupsCompleteBefore('t'), Infinity);
+        await store.write('t', 'b1', [req('a', [[T0 + MIN, 1], [T0 + 6 * MIN, 2]])]);
+        // Nothing compacted yet: rollups are complete only before the first written window.
+        assert.equal(await store.rollupsCompleteBefore('t'), T0);
+        assert.equal(await store.rollupsCompleteBefore('other'), Infinity);
+        // The first 5-minute window has ended and is rolled up; the second is still filling.
+        clock.now = T0 + 7 * MIN;
+        await store.compact();
+        assert.equal(await store.rollupsCompleteBefore('t'), T0 + 5 * MIN);
+        clock.now = T0 + 2 * HOUR;
+        await store.compact();
+        assert.equal(await store.rollupsCompleteBefore('t'), Infinity);
+        // A late sample makes its window (and everything after it) pending again.
+        await store.write('t', 'b2', [req('a', [[T0 + 3 * MIN, 5]])]);
+        assert.equal(await store.rollupsCompleteBefore('t'), T0);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('expires raw samples and each tier by its own retention, then the series', async () => {
       const { store, clock } = await openClocked();
       try {

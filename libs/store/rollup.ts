@@ -3,21 +3,24 @@
  * per-window aggregates every adapter stores, the pure functions that compute and merge
  * them, and `pickTier`, which tells the query engine which tier can answer a query.
  *
- * How the engine uses rollups: for a range query with step `s` reaching `r` ms back from
- * now, `pickTier(policy, s, r)` names the coarsest tier whose windows are no wider than the
- * step (so no step ever falls inside one window) and that still holds data that far back.
- * A tier of 0 means raw samples (`select`). Otherwise `selectRollup` returns per-window
- * aggregates, from which, for a range `[t − w, t]` covering whole windows:
- * - `min/max/sum/count_over_time` are the min/max/sum/sum-of-counts of the windows;
- * - `avg_over_time` is Σsum / Σcount; `last_over_time` the `last` of the newest window;
+ * How the engine uses rollups (libs/promql/engine.ts `planRollups`/`rollupColumns`, fed
+ * by the aggregation service's tenant view): for a range query with step `s` reaching back
+ * to `from`, `pickTier(policy, s, now − from)` names the coarsest tier whose windows are no
+ * wider than the step (so no step ever falls inside one window) and that still holds data
+ * that far back. A tier of 0 means raw samples (`select`). When the range `R`, the step and
+ * every step time `t` (less the offset) are multiples of the tier's resolution, the range
+ * `[t − R, t]` is read as the windows starting in `[t − R, t)`:
+ * - `min/max/count_over_time` are the min/max/sum-of-counts of the windows (exact);
+ * - `sum_over_time` is Σsum and `avg_over_time` Σsum / Σcount (exact up to rounding);
+ * - `last_over_time` is the `last` of the newest window; `present_over_time` is 1;
  * - `quantile_over_time(q, …)` merges the windows' sketches and asks `quantile(q)`, within
- *   the sketch's relative accuracy α (see sketch.ts) of the exact answer;
- * - `increase`/`rate` over long ranges can be approximated from consecutive windows' `last`
- *   values with counter-reset detection between windows (a reset inside one window is
- *   missed; an exact answer needs raw samples).
- * Ranges that end in the newest windows should read that tail from raw samples: the
- * periodic compactor rolls a window up once it has ended, so rollups lag real time by up
- * to one window plus the compaction interval.
+ *   the sketch's relative accuracy α (see sketch.ts) of the exact answer.
+ * The one difference from raw evaluation is a sample stamped exactly `t`, which belongs
+ * to the next window and is left out. `rate`/`increase` are not served from tiers: the
+ * windows' `last` values miss resets inside a window, so they read raw samples.
+ * Rollups lag real time: the compactor rolls a window up once it has ended, so steps whose
+ * windows end after `rollupsCompleteBefore(tenant)` (the oldest window still marked dirty)
+ * read raw samples instead.
  */
 import type { Label, Matcher } from '../model/index.js';
 import { StoreInputError } from './errors.js';
@@ -285,6 +288,13 @@ export interface RollupStore extends MetricStore {
     resolutionMs: number,
     limits?: SelectLimits,
   ): Promise<RollupSeries[]>;
+  /**
+   * Time up to which the tenant's rollups are complete: every window (of any tier) that
+   * ends at or before it reflects every sample stored so far, so a query may read it
+   * instead of raw samples. Windows after it still await the compactor (written to since
+   * its last run, or still filling). +Infinity when nothing awaits it.
+   */
+  rollupsCompleteBefore(tenant: string): Promise<number>;
   /**
    * Recomputes every window touched by writes since the last run (late samples included)
    * that has ended by now; windows still filling wait for a later run.

@@ -10,9 +10,11 @@ import {
   type EngineOptions,
   type PromValue,
   type Queryable,
+  type RollupSource,
 } from '../../libs/promql/index.js';
 import { InvalidArgumentError } from '../../libs/runtime/errors.js';
-import type { MetricStore } from '../../libs/store/index.js';
+import { QuantileSketch } from '../../libs/store/index.js';
+import type { MetricStore, RollupStore } from '../../libs/store/index.js';
 import type { QueryLimits } from './config.js';
 
 /** Prometheus' message for a range query with too many points per series. */
@@ -30,12 +32,40 @@ export class ResolutionError extends InvalidArgumentError {
   }
 }
 
-/** The store, read as one tenant, within the query limits. */
-export function tenantQueryable(store: MetricStore, tenant: string, limits: QueryLimits): Queryable {
-  return {
-    select: (matchers: readonly Matcher[], startMs: number, endMs: number) =>
-      store.select(tenant, matchers, startMs, endMs, { maxSeries: limits.maxSeries, maxSamples: limits.maxSamples }),
+/**
+ * The store, read as one tenant, within the query limits. A store with rollup tiers also
+ * offers them to the engine: range queries whose step spans a tier's windows read the
+ * coarsest such tier (`pickTier`) for the functions it can answer, up to where the
+ * compactor has caught up (see `rollupColumns` in libs/promql/engine.ts for which
+ * functions and the error bound).
+ */
+export function tenantQueryable(store: MetricStore, tenant: string, limits: QueryLimits, now: () => number = Date.now): Queryable {
+  const selectLimits = { maxSeries: limits.maxSeries, maxSamples: limits.maxSamples };
+  const q: Queryable = {
+    select: (matchers: readonly Matcher[], startMs: number, endMs: number) => store.select(tenant, matchers, startMs, endMs, selectLimits),
   };
+  if (!isRollupStore(store) || store.retention.tiers.length === 0) return q;
+  const rollups: RollupSource<QuantileSketch> = {
+    async plan(stepMs, fromMs) {
+      const resolutionMs = store.pickTier(stepMs, now() - fromMs);
+      if (resolutionMs === 0) return undefined;
+      return { resolutionMs, completeBeforeMs: await store.rollupsCompleteBefore(tenant) };
+    },
+    select: (matchers, startMs, endMs, resolutionMs) => store.selectRollup(tenant, matchers, startMs, endMs, resolutionMs, selectLimits),
+    quantile(sketches, q) {
+      const first = sketches[0];
+      if (first === undefined) return NaN;
+      const merged = new QuantileSketch(first.alpha);
+      for (const s of sketches) merged.merge(s);
+      return merged.quantile(q);
+    },
+  };
+  return { ...q, rollups };
+}
+
+function isRollupStore(store: MetricStore): store is RollupStore {
+  const s = store as Partial<RollupStore>;
+  return typeof s.selectRollup === 'function' && typeof s.rollupsCompleteBefore === 'function' && typeof s.pickTier === 'function' && s.retention !== undefined;
 }
 
 /** Evaluates PromQL for tenants of one store under the configured limits. */
