@@ -36,10 +36,10 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { compressSync } from 'snappy';
-import { AgentClient } from '../../libs/agent-sdk/index.js';
+import { AgentClient, type SeriesInput } from '../../libs/agent-sdk/index.js';
 import { CONSUMERS, startNatsServer, STREAMS, type NatsServer } from '../../libs/bus/index.js';
 import { freePort } from '../../libs/bus/testing.js';
-import { LabelSchema, SeriesSchema, type Label, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
+import { LabelSchema, type Label } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { WriteRequestSchema } from '../../libs/contracts/prometheus/remote_pb.js';
 import { ROOT, startMesh, testSecret, token, type MeshProcess } from '../../test/harness.js';
 
@@ -201,9 +201,11 @@ async function drive(grpcUrl: string, agentToken: string, seconds: number, label
           });
           continue;
         }
-        const ts = [BigInt(++t)];
-        const batch: Series[] = new Array(lbls.length);
-        for (let i = 0; i < lbls.length; i++) batch[i] = create(SeriesSchema, { labels: lbls[i]!, timestampsMs: ts, values: [i] });
+        // The same label arrays every batch (the SDK owns them and encodes each set once),
+        // timestamps as numbers (no BigInt per sample).
+        const ts = [++t];
+        const batch: SeriesInput[] = new Array(lbls.length);
+        for (let i = 0; i < lbls.length; i++) batch[i] = { labels: lbls[i]!, timestampsMs: ts, values: [i] };
         client.addSeries(batch);
         // Let acknowledgements in between batches.
         await new Promise<void>((r) => setImmediate(r));

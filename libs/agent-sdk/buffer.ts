@@ -3,7 +3,6 @@
  * A batch stays here from sealing until the server acknowledges it, so a batch that was
  * sent but not acknowledged when the connection broke is still here to be replayed.
  */
-import type { Series } from '../contracts/telemesh/common/v1/common_pb.js';
 import type { HistogramSeries, SummarySeries } from '../contracts/telemesh/ingest/v1/ingest_pb.js';
 
 /**
@@ -20,7 +19,8 @@ export interface Batch {
   readonly seq: number;
   /** Idempotency key sent as `batch_id`; stable across replays. */
   readonly id: string;
-  readonly series: Series[];
+  /** Each series encoded as `telemesh.common.v1.Series` (encoded once, when added). */
+  readonly series: Uint8Array[];
   /** Start time of each cumulative entry of `series` (by index; empty when none is known). */
   readonly seriesStartTimesMs?: bigint[];
   readonly histograms?: HistogramSeries[];

@@ -16,15 +16,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, createClient, type Client, type Transport } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
-import { LabelSchema, SeriesSchema, type MetricType, type Series } from '../contracts/telemesh/common/v1/common_pb.js';
+import type { MetricType, SeriesSchema } from '../contracts/telemesh/common/v1/common_pb.js';
 import { HistogramSeriesSchema, SummarySeriesSchema, type HistogramSeries, type SummarySeries, type WriteResult } from '../contracts/telemesh/ingest/v1/ingest_pb.js';
-import { IngestService, StreamRequestSchema, type StreamRequest } from '../contracts/telemesh/ingest/v1/ingest_service_pb.js';
+import type { StreamRequest, StreamResponse } from '../contracts/telemesh/ingest/v1/ingest_service_pb.js';
+import { EncodedIngestService } from '../model/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { BatchBuffer, type Batch, type OverflowPolicy } from './buffer.js';
+import { SeriesEncoder, type LabelInput, type SeriesInput } from './encode.js';
 
 /** Timer functions; injectable so tests control time. */
 export interface Timers {
@@ -37,8 +39,11 @@ const realTimers: Timers = {
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 
-/** A series as callers may give it: a generated `Series` or its init shape. */
-export type SeriesInit = MessageInitShape<typeof SeriesSchema>;
+/**
+ * A series as callers may give it: a generated `Series`, its init shape, or
+ * {@link SeriesInput} (which also takes timestamps as numbers, sparing a BigInt each).
+ */
+export type SeriesInit = MessageInitShape<typeof SeriesSchema> | SeriesInput;
 /** A histogram with explicit buckets, as callers may give it. */
 export type HistogramInit = MessageInitShape<typeof HistogramSeriesSchema>;
 /** A summary, as callers may give it. */
@@ -138,20 +143,25 @@ function newInstanceId(): string {
 export class AgentClient {
   readonly #opts: AgentClientOptions;
   readonly #timers: Timers;
-  readonly #client: Client<typeof IngestService>;
+  readonly #client: StreamClient;
+  readonly #encoder = new SeriesEncoder();
   readonly #buffer: BatchBuffer;
   readonly #maxBatchSamples: number;
   readonly #maxBatchDelayMs: number;
   readonly #window: number;
   readonly #instanceId: string;
 
-  // The batch being built: plain series appended by addSeries, and per-label-set series for add().
-  #pending: Series[] = [];
+  // The batch being built: series encoded by addSeries, and per-label-set series for add()
+  // (encoded when the batch is sealed).
+  #pending: (Uint8Array | OpenSeries)[] = [];
   #pendingStarts: bigint[] = [];
   #pendingHasStarts = false;
   #pendingHistograms: HistogramSeries[] = [];
   #pendingSummaries: SummarySeries[] = [];
-  #pendingIndex = new Map<string, Series>();
+  #pendingIndex = new Map<string, OpenSeries>();
+  // Label arrays of add()'s series by label key, so a series added batch after batch
+  // reuses one array and its remembered encoding. Bounded; starts over when full.
+  #labelSets = new Map<string, readonly LabelInput[]>();
   #pendingSamples = 0;
   #batchTimer: unknown;
   #seq = 0;
@@ -199,7 +209,8 @@ export class AgentClient {
         pingIntervalMs: 15_000,
         pingTimeoutMs: 10_000,
       });
-    this.#client = createClient(IngestService, transport);
+    // Stream requests carry each series as the bytes encoded when it was added.
+    this.#client = createClient(EncodedIngestService, transport) as unknown as StreamClient;
   }
 
   /** Opens the stream (and keeps reopening it) until {@link close}. Idempotent. */
@@ -218,15 +229,18 @@ export class AgentClient {
     const key = labelKey(labels);
     let s = this.#pendingIndex.get(key);
     if (!s) {
-      s = create(SeriesSchema, {
-        labels: Object.entries(labels).map(([name, v]) => create(LabelSchema, { name, value: v })),
-        ...(type !== undefined ? { type } : {}),
-      });
+      let set = this.#labelSets.get(key);
+      if (set === undefined) {
+        if (this.#labelSets.size >= MAX_LABEL_SETS) this.#labelSets.clear();
+        set = Object.entries(labels).map(([name, v]) => ({ name, value: v }));
+        this.#labelSets.set(key, set);
+      }
+      s = { labels: set, timestampsMs: [], values: [], type: type ?? 0 };
       this.#pendingIndex.set(key, s);
       this.#pending.push(s);
       this.#pendingStarts.push(0n);
     }
-    s.timestampsMs.push(BigInt(timestampMs));
+    s.timestampsMs.push(timestampMs);
     s.values.push(value);
     this.#grew(1);
     return true;
@@ -237,14 +251,21 @@ export class AgentClient {
    * across batches. `startTimesMs` gives, by index, the start of each cumulative series
    * (counter reset or process start; 0 when unknown). Returns false when the overflow
    * policy discarded them.
+   *
+   * Each series is encoded now: its timestamps and values arrays are read and not kept
+   * (the caller may reuse them), but its `labels` array is owned by the SDK from here on.
+   * The SDK freezes it and its labels and remembers their encoding by the array's
+   * identity, so passing the same array with every batch costs nothing, and a different
+   * label set needs a different array.
    */
   addSeries(series: readonly SeriesInit[], startTimesMs?: readonly number[]): boolean {
     let samples = 0;
     for (const s of series) samples += s.values?.length ?? 0;
     this.#added += samples;
     if (!this.#buffer.room(samples, this.#pendingSamples)) return false;
-    for (const [i, s] of series.entries()) {
-      this.#pending.push(create(SeriesSchema, s));
+    const encoded = this.#encoder.encodeAll(series as readonly SeriesInput[]);
+    for (let i = 0; i < encoded.length; i++) {
+      this.#pending.push(encoded[i]!);
       const st = startTimesMs?.[i] ?? 0;
       if (st !== 0) this.#pendingHasStarts = true;
       this.#pendingStarts.push(BigInt(st));
@@ -305,7 +326,7 @@ export class AgentClient {
     this.#buffer.push({
       seq,
       id: `${this.#opts.agentId}/${this.#instanceId}/${seq}`,
-      series: this.#pending,
+      series: this.#encodePending(),
       ...(this.#pendingHasStarts ? { seriesStartTimesMs: this.#pendingStarts } : {}),
       histograms: this.#pendingHistograms,
       summaries: this.#pendingSummaries,
@@ -322,6 +343,15 @@ export class AgentClient {
     this.#pendingIndex = new Map();
     this.#pendingSamples = 0;
     this.#wake?.();
+  }
+
+  /** The batch's series, encoding those add() built. */
+  #encodePending(): Uint8Array[] {
+    const open: OpenSeries[] = [];
+    for (const s of this.#pending) if (!(s instanceof Uint8Array)) open.push(s);
+    const encoded = this.#encoder.encodeAll(open);
+    let k = 0;
+    return this.#pending.map((s) => (s instanceof Uint8Array ? s : encoded[k++]!));
   }
 
   /** Totals so far. */
@@ -434,7 +464,7 @@ export class AgentClient {
   /** One stream, from open to break: whether any batch was acknowledged on it, and why it ended. */
   async #session(): Promise<{ progressed: boolean; error: unknown; unacknowledged: number }> {
     const ac = new AbortController();
-    const outbox = new AsyncQueue<StreamRequest>();
+    const outbox = new AsyncQueue<EncodedStreamRequest>();
     const sent = new Map<bigint, Batch>();
     let streamSeq = 0n;
     let progressed = false;
@@ -448,16 +478,15 @@ export class AgentClient {
         if (++b.sends > 1) this.#replayed++;
         streamSeq++;
         sent.set(streamSeq, b);
-        outbox.push(
-          create(StreamRequestSchema, {
-            batchSeq: streamSeq,
-            batchId: b.id,
-            series: b.series,
-            seriesStartTimesMs: b.seriesStartTimesMs ?? [],
-            histograms: b.histograms ?? [],
-            summaries: b.summaries ?? [],
-          }),
-        );
+        outbox.push({
+          $typeName: 'telemesh.ingest.v1.StreamRequest',
+          batchSeq: streamSeq,
+          batchId: b.id,
+          series: b.series,
+          seriesStartTimesMs: b.seriesStartTimesMs ?? [],
+          histograms: b.histograms ?? [],
+          summaries: b.summaries ?? [],
+        });
       }
     };
     this.#endStream = () => outbox.close();
@@ -517,6 +546,25 @@ export class AgentClient {
 function retryAfterMs(err: ConnectError): number {
   const v = Number(err.metadata.get('retry-after'));
   return Number.isFinite(v) && v > 0 ? Math.min(v * 1000, 300_000) : 0;
+}
+
+/** Most label arrays {@link AgentClient.add} remembers (a few hundred bytes each). */
+const MAX_LABEL_SETS = 100_000;
+
+/** A series add() is building: encoded when its batch is sealed. */
+interface OpenSeries {
+  readonly labels: readonly LabelInput[];
+  readonly timestampsMs: number[];
+  readonly values: number[];
+  readonly type: number;
+}
+
+/** A Stream request of {@link EncodedIngestService}: series as encoded bytes. */
+type EncodedStreamRequest = Omit<StreamRequest, 'series'> & { series: Uint8Array[] };
+
+/** The one method the client calls, typed for the encoded request. */
+interface StreamClient {
+  stream(requests: AsyncIterable<EncodedStreamRequest>, options: { signal: AbortSignal; headers: Record<string, string> }): AsyncIterable<StreamResponse>;
 }
 
 /** A map key for a label set, independent of the order labels were given in. */

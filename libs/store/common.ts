@@ -66,6 +66,9 @@ export interface PreparedSeries {
 export interface PreparedBatch {
   readonly series: PreparedSeries[];
   readonly sampleCount: number;
+  /** Oldest and newest timestamp of the batch (±Infinity when it has no samples). */
+  readonly minTs: number;
+  readonly maxTs: number;
 }
 
 /** Rejects an empty or non-string tenant: an unscoped call must never reach storage. */
@@ -131,6 +134,9 @@ export function prepareBatch(tenant: string, batchId: string, series: readonly S
   if (!Array.isArray(series)) throw new StoreInputError('series', 'must be an array');
   const byKey = new Map<string, { labels: Label[]; key: string; metric: string; timestampsMs: number[]; values: number[]; ownArrays: boolean }>();
   let sampleCount = 0;
+  // Tracked while every timestamp is checked anyway, so writers need not walk them again.
+  let minTs = Infinity;
+  let maxTs = -Infinity;
   for (let i = 0; i < series.length; i++) {
     const s = series[i];
     const n = s.timestampsMs.length;
@@ -140,9 +146,12 @@ export function prepareBatch(tenant: string, batchId: string, series: readonly S
     if (n === 0) continue;
     const id = identityOf(s.labels, `series[${i}]`);
     for (let j = 0; j < n; j++) {
-      if (!Number.isSafeInteger(s.timestampsMs[j])) {
+      const t = s.timestampsMs[j];
+      if (!Number.isSafeInteger(t)) {
         throw new StoreInputError(`series[${i}].timestampsMs[${j}]`, 'must be an integer number of milliseconds');
       }
+      if (t < minTs) minTs = t;
+      if (t > maxTs) maxTs = t;
       if (typeof s.values[j] !== 'number') throw new StoreInputError(`series[${i}].values[${j}]`, 'must be a number');
     }
     const prev = byKey.get(id.key);
@@ -165,7 +174,7 @@ export function prepareBatch(tenant: string, batchId: string, series: readonly S
     }
     sampleCount += n;
   }
-  return { series: [...byKey.values()], sampleCount };
+  return { series: [...byKey.values()], sampleCount, minTs, maxTs };
 }
 
 /**

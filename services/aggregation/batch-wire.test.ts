@@ -1,33 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { SeriesSchema } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
-import { SampleBatchSchema } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
-import { MalformedSeriesError, SampleBatchFrameSchema, SeriesDecoder, type SampleBatchFrame } from './batch-wire.js';
+import { MalformedSeriesError } from '../../libs/model/index.js';
+import { SeriesDecoder } from './batch-wire.js';
 
 const encode = (init: Parameters<typeof create<typeof SeriesSchema>>[1]) => toBinary(SeriesSchema, create(SeriesSchema, init));
-
-describe('SampleBatchFrameSchema', () => {
-  it('reads a SampleBatch with its series left encoded, and writes it back unchanged', () => {
-    const batch = create(SampleBatchSchema, {
-      tenant: 't1',
-      batchId: 'b/1',
-      series: [{ labels: [{ name: '__name__', value: 'up' }], timestampsMs: [1n, 2n], values: [1, 0] }],
-      receivedAtMs: 99n,
-      startTimesMs: [5n],
-    });
-    const bytes = toBinary(SampleBatchSchema, batch);
-    const frame = fromBinary(SampleBatchFrameSchema, bytes) as unknown as SampleBatchFrame;
-    assert.equal(frame.tenant, 't1');
-    assert.equal(frame.batchId, 'b/1');
-    assert.equal(frame.series.length, 1);
-    assert.deepEqual(frame.series[0], toBinary(SeriesSchema, batch.series[0]!));
-    assert.equal(frame.receivedAtMs, 99n);
-    assert.deepEqual(frame.startTimesMs, [5n]);
-    assert.deepEqual(toBinary(SampleBatchFrameSchema, frame as never), bytes);
-  });
-});
 
 describe('SeriesDecoder', () => {
   it('decodes labels, timestamps and values as the generated decoder does', () => {

@@ -12,7 +12,8 @@ import { PoisonMessageError, type Bus, type ConsumerHandle } from '../../libs/bu
 import { counter } from '../../libs/runtime/metrics.js';
 import type { Logger } from '../../libs/runtime/logger.js';
 import type { MetricStore } from '../../libs/store/index.js';
-import { MalformedSeriesError, SampleBatchFrameSchema, SeriesDecoder, type SampleBatchFrame } from './batch-wire.js';
+import { MalformedSeriesError, SampleBatchFrameSchema, type SampleBatchFrame } from '../../libs/model/index.js';
+import { SeriesDecoder } from './batch-wire.js';
 
 /** Starts consuming sample batches into `store`. */
 export async function startSampleConsumer(bus: Bus, store: MetricStore, registry: Registry, logger: Logger): Promise<ConsumerHandle> {

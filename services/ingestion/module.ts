@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MetricsService } from '../../libs/contracts/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js';
 import { samplesSubject, type Bus } from '../../libs/bus/index.js';
+import { EncodedIngestService } from '../../libs/model/index.js';
 import { authInterceptor, defaultAccessPolicy, type TokenVerifier } from '../../libs/runtime/auth/index.js';
 import { describeSetting, type Config } from '../../libs/runtime/config.js';
 import { StartupError } from '../../libs/runtime/errors.js';
@@ -23,7 +24,6 @@ import { IngestServiceImpl } from './ingest-service.js';
 import { metricsServiceImpl, OTLP_HTTP_PATH, otlpHttpHandler, otlpHttpRoute } from './otlp-service.js';
 import { Ingester } from './pipeline.js';
 import { remoteWriteRoute } from './remote-write.js';
-import { EncodedIngestService } from './wire.js';
 import { tracedHttp } from '../../libs/runtime/http.js';
 
 /** What the ingestion module is wired with. */

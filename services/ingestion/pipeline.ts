@@ -8,28 +8,26 @@ import { randomUUID } from 'node:crypto';
 import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { FieldViolationSchema } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import type { Counter, Gauge, Registry } from 'prom-client';
-import type { Label, Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
+import { LabelSchema, type Label, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { SampleBatchSchema, type SampleBatch } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
 import { SeriesRejectionSchema, type SeriesRejection } from '../../libs/contracts/telemesh/ingest/v1/ingest_pb.js';
-import { canonicalLabels, metricName } from '../../libs/model/index.js';
+import {
+  canonicalLabels,
+  EncodedLabelTable,
+  MalformedSeriesError,
+  metricName,
+  readLabels,
+  SampleBatchFrameSchema,
+  SeriesScanner,
+  type SampleBatchFrame,
+} from '../../libs/model/index.js';
 import { InvalidArgumentError, LimitExceededError, UnavailableError } from '../../libs/runtime/errors.js';
 import { counter, gauge } from '../../libs/runtime/metrics.js';
 import { parseTenantOverrides, type IngestLimits } from './config.js';
 import { ActiveSeries, InflightGate, seriesKey, TokenBucket } from './limits.js';
 import { createScrubber, type Scrubber, type ScrubReason } from './scrub.js';
-import { checkLabels, isCanonical, type RejectReason } from './validate.js';
-import {
-  decodeSeriesMessage,
-  encodeLabelFields,
-  encodeSeries,
-  encodeSeriesMessage,
-  MalformedSeriesError,
-  readLabels,
-  readValues,
-  SampleBatchFrameSchema,
-  SeriesScanner,
-  type SampleBatchFrame,
-} from './wire.js';
+import { checkLabels, isCanonical, sampleWindow, timestampProblem, type Problem, type RejectReason } from './validate.js';
+import { decodeSeriesMessage, encodeLabelFields, encodeSeries, encodeSeriesMessage, readValues } from './wire.js';
 
 /** What ingestion needs from the bus: a typed publish that resolves on JetStream's ack. */
 export interface SamplePublisher {
@@ -82,9 +80,8 @@ interface TenantState {
   readonly limits: IngestLimits;
   readonly bucket: TokenBucket;
   readonly active: ActiveSeries;
-  /** Verdicts on label sets, by FNV-1a of their encoding (chained on collision). */
-  readonly verdicts: Map<number, LabelVerdict>;
-  verdictCount: number;
+  /** Verdicts on label sets, by their encoding. */
+  readonly verdicts: EncodedLabelTable<LabelVerdict>;
 }
 
 /**
@@ -93,11 +90,8 @@ interface TenantState {
  * settings, so it is computed once per distinct label set and looked up afterwards.
  */
 interface LabelVerdict {
-  /** The encoded labels, to confirm a hash match. */
-  readonly bytes: Uint8Array;
-  readonly next: LabelVerdict | undefined;
   /** Why the series is refused (field relative to the series), if it is. */
-  readonly problem: { readonly field: string; readonly description: string; readonly reason: RejectReason } | undefined;
+  readonly problem: Problem | undefined;
   /** One entry per label scrubbing changed, replayed into the counter per series. */
   readonly scrubbed: readonly ScrubReason[];
   /** The labels are canonical and untouched: the series may be published byte for byte. */
@@ -213,8 +207,7 @@ export class Ingester {
         limits,
         bucket: new TokenBucket(limits.ratePerSecond, limits.burstSamples, now),
         active: new ActiveSeries(limits.maxActiveSeries, limits.activeSeriesWindowMs),
-        verdicts: new Map(),
-        verdictCount: 0,
+        verdicts: new EncodedLabelTable(MAX_VERDICTS),
       };
       this.#tenants.set(tenant, st);
     }
@@ -353,14 +346,11 @@ export class Ingester {
 
   /** The verdict on the labels of `buf[start, end)` for this tenant, from the table or computed. */
   #verdict(st: TenantState, buf: Uint8Array, start: number, end: number, field: string): LabelVerdict {
-    let h = 0x811c9dc5;
-    for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-    h >>>= 0;
-    const head = st.verdicts.get(h);
-    for (let e = head; e !== undefined; e = e.next) if (sameBytes(e.bytes, buf, start, end)) return e;
+    const known = st.verdicts.find(buf, start, end);
+    if (known !== undefined) return known;
     let labelsIn: Label[];
     try {
-      labelsIn = readLabels(buf, start, end);
+      labelsIn = readLabels(buf, start, end, makeLabel);
     } catch (err) {
       if (!(err instanceof MalformedSeriesError)) throw err;
       throw new InvalidArgumentError(`${field}.labels: ${err.message}`, [{ field: `${field}.labels`, description: err.message }]);
@@ -369,31 +359,19 @@ export class Ingester {
     const labels = this.#scrubber.scrub(labelsIn, (reason) => scrubbed.push(reason));
     const problem = checkLabels(labels, 0, st.limits, () => '');
     const canonical = isCanonical(labels) ? labels : canonicalLabels(labels);
-    const verdict: LabelVerdict = {
-      bytes: buf.slice(start, end),
-      next: head,
+    return st.verdicts.add(buf, start, end, {
       problem,
       scrubbed,
       forward: labels === labelsIn && canonical === labels,
       labelFields: encodeLabelFields(canonical),
       key: seriesKey(canonical),
       metric: metricName(canonical),
-    };
-    if (st.verdictCount >= MAX_VERDICTS) {
-      st.verdicts.clear();
-      st.verdictCount = 0;
-      st.verdicts.set(h, { ...verdict, next: undefined });
-    } else {
-      st.verdicts.set(h, verdict);
-    }
-    st.verdictCount++;
-    return verdict;
+    });
   }
 
   /**
-   * Validation, privacy scrubbing and the active-series cap over scanned series: the rules
-   * of validate.ts (`validateSeries`), applied to encoded series. Series that pass
-   * unchanged keep their bytes.
+   * Validation, privacy scrubbing and the active-series cap over scanned series, with the
+   * rules of validate.ts. Series that pass unchanged keep their bytes.
    */
   #validate(tenant: string, st: TenantState, sc: Scanned, startTimesMs: readonly bigint[] | undefined, fieldOf: (i: number) => string, now: number): EncodedValidated {
     const limits = st.limits;
@@ -408,8 +386,7 @@ export class Ingester {
       reasons.push(reason);
       rejections.push(create(SeriesRejectionSchema, { seriesIndex: index, rejectedSamples: count, violation: create(FieldViolationSchema, { field, description }) }));
     };
-    const minTs = now - limits.maxSampleAgeMs;
-    const maxTs = now + limits.maxFutureMs;
+    const { minTs, maxTs } = sampleWindow(limits, now);
     const action = limits.scrubAction;
     const ts = sc.ts;
     for (let i = 0; i < sc.bufs.length; i++) {
@@ -444,17 +421,14 @@ export class Ingester {
         const values = readValues(buf);
         keptTs = [];
         keptValues = [];
-        let firstBad: { field: string; description: string; reason: RejectReason } | undefined;
+        let firstBad: Problem | undefined;
         let bad = 0;
         for (let j = 0; j < n; j++) {
           let t = ts[from + j]!;
           if (t === 0) t = now;
           if (t < minTs || t > maxTs) {
             bad++;
-            firstBad ??=
-              t < minTs
-                ? { field: `${fieldOf(i)}.timestamps_ms[${j}]`, description: `timestamp ${t} is older than the accepted age (ingestion.maxSampleAgeMs = ${limits.maxSampleAgeMs})`, reason: 'too_old' }
-                : { field: `${fieldOf(i)}.timestamps_ms[${j}]`, description: `timestamp ${t} is too far in the future (ingestion.maxFutureMs = ${limits.maxFutureMs})`, reason: 'too_new' };
+            firstBad ??= timestampProblem(t, j, fieldOf(i), limits, now);
             continue;
           }
           keptTs.push(t);
@@ -513,7 +487,7 @@ interface Scanned {
   readonly totalValues: number;
 }
 
-/** The outcome of validating encoded series (cf. `Validated` in validate.ts). */
+/** The outcome of validating encoded series. */
 interface EncodedValidated {
   readonly series: Uint8Array[];
   readonly startTimesMs: bigint[];
@@ -523,11 +497,7 @@ interface EncodedValidated {
   readonly reasons: RejectReason[];
 }
 
-function sameBytes(a: Uint8Array, buf: Uint8Array, start: number, end: number): boolean {
-  if (a.length !== end - start) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== buf[start + i]) return false;
-  return true;
-}
+const makeLabel = (name: string, value: string): Label => create(LabelSchema, { name, value });
 
 /**
  * Splits a batch of encoded series into parts whose encoding fits `maxBytes`; sizes are

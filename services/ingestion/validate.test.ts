@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { SeriesSchema, type Series } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { SampleBatchSchema } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
+import type { SampleBatchFrame } from '../../libs/model/index.js';
 import { loadConfig } from '../../libs/runtime/config.js';
+import { createRegistry } from '../../libs/runtime/metrics.js';
 import { splitBatch } from './ingest-service.js';
-import { validateSeries } from './validate.js';
+import { Ingester, type SamplePublisher } from './pipeline.js';
 
 const limits = loadConfig().ingestion;
 const NOW = 1_700_000_000_000;
@@ -18,9 +20,31 @@ function s(labels: Array<[string, string]>, samples: Array<[number, number]>): S
   });
 }
 
-describe('validateSeries', () => {
-  it('keeps valid series, canonicalises labels and fills 0 timestamps with now', () => {
-    const v = validateSeries([s([['zone', 'b'], ['__name__', 'up'], ['empty', '']], [[0, 1], [NOW - 1, NaN]])], limits, NOW);
+/**
+ * The rules run where production runs them: through the Ingester's encoded path, with a
+ * publisher that records what would reach the bus.
+ */
+async function validate(input: Series[], custom = limits) {
+  const published: Series[] = [];
+  const publisher: SamplePublisher = {
+    maxPayloadBytes: 1 << 20,
+    publish(_subject, _schema, message) {
+      for (const b of (message as unknown as SampleBatchFrame).series) published.push(fromBinary(SeriesSchema, b));
+      return Promise.resolve();
+    },
+  };
+  const ingester = new Ingester({ publisher, subjectFor: (t) => `samples.${t}`, limits: custom, registry: createRegistry(), now: () => NOW });
+  try {
+    const outcome = await ingester.ingest('t', { series: input, protocol: 'native' });
+    return { ...outcome, series: published };
+  } finally {
+    ingester.close();
+  }
+}
+
+describe('validation', () => {
+  it('keeps valid series, canonicalises labels and fills 0 timestamps with now', async () => {
+    const v = await validate([s([['zone', 'b'], ['__name__', 'up'], ['empty', '']], [[0, 1], [NOW - 1, NaN]])]);
     assert.equal(v.acceptedSamples, 2);
     assert.equal(v.rejections.length, 0);
     assert.deepEqual(
@@ -31,8 +55,8 @@ describe('validateSeries', () => {
     assert.ok(Number.isNaN(v.series[0]!.values[1]), 'NaN is kept, as Prometheus keeps it');
   });
 
-  const rejectsWith = (series: Series, field: string, re: RegExp, custom = limits) => {
-    const v = validateSeries([s([['__name__', 'ok_total']], [[NOW, 1]]), series], custom, NOW);
+  const rejectsWith = async (series: Series, field: string, re: RegExp, custom = limits) => {
+    const v = await validate([s([['__name__', 'ok_total']], [[NOW, 1]]), series], custom);
     assert.equal(v.series.length, 1, 'the good series is kept');
     assert.equal(v.rejections.length, 1);
     assert.equal(v.rejections[0]!.seriesIndex, 1);
@@ -40,18 +64,18 @@ describe('validateSeries', () => {
     assert.match(v.rejections[0]!.violation!.description, re);
   };
 
-  it('rejects bad names, missing names, duplicates and oversize labels, naming field and limit', () => {
-    rejectsWith(s([['__name__', '1x']], [[NOW, 1]]), 'series[1].labels[0].value', /invalid metric name "1x"/);
-    rejectsWith(s([['job', 'a']], [[NOW, 1]]), 'series[1].labels', /missing metric name/);
-    rejectsWith(s([['__name__', 'x'], ['a-b', '1']], [[NOW, 1]]), 'series[1].labels[1].name', /invalid label name "a-b"/);
-    rejectsWith(s([['__name__', 'x'], ['a', '1'], ['a', '2']], [[NOW, 1]]), 'series[1].labels[2].name', /duplicate label name "a"/);
-    rejectsWith(s([['__name__', 'x'], ['a', 'v'.repeat(50)]], [[NOW, 1]]), 'series[1].labels[1].value', /ingestion\.maxLabelValueLength = 10/, { ...limits, maxLabelValueLength: 10 });
-    rejectsWith(s([['__name__', 'x'], ['a', '1'], ['b', '2']], [[NOW, 1]]), 'series[1].labels', /ingestion\.maxLabelsPerSeries = 2/, { ...limits, maxLabelsPerSeries: 2 });
-    rejectsWith(create(SeriesSchema, { labels: [{ name: '__name__', value: 'x' }], timestampsMs: [1n], values: [] }), 'series[1].values', /must pair up/);
+  it('rejects bad names, missing names, duplicates and oversize labels, naming field and limit', async () => {
+    await rejectsWith(s([['__name__', '1x']], [[NOW, 1]]), 'series[1].labels[0].value', /invalid metric name "1x"/);
+    await rejectsWith(s([['job', 'a']], [[NOW, 1]]), 'series[1].labels', /missing metric name/);
+    await rejectsWith(s([['__name__', 'x'], ['a-b', '1']], [[NOW, 1]]), 'series[1].labels[1].name', /invalid label name "a-b"/);
+    await rejectsWith(s([['__name__', 'x'], ['a', '1'], ['a', '2']], [[NOW, 1]]), 'series[1].labels[2].name', /duplicate label name "a"/);
+    await rejectsWith(s([['__name__', 'x'], ['a', 'v'.repeat(50)]], [[NOW, 1]]), 'series[1].labels[1].value', /ingestion\.maxLabelValueLength = 10/, { ...limits, maxLabelValueLength: 10 });
+    await rejectsWith(s([['__name__', 'x'], ['a', '1'], ['b', '2']], [[NOW, 1]]), 'series[1].labels', /ingestion\.maxLabelsPerSeries = 2/, { ...limits, maxLabelsPerSeries: 2 });
+    await rejectsWith(create(SeriesSchema, { labels: [{ name: '__name__', value: 'x' }], timestampsMs: [1n], values: [] }), 'series[1].values', /must pair up/);
   });
 
-  it('rejects only the out-of-range samples of a series', () => {
-    const v = validateSeries([s([['__name__', 'x']], [[NOW - 1, 1], [NOW - limits.maxSampleAgeMs - 1, 2], [NOW + limits.maxFutureMs + 1, 3]])], limits, NOW);
+  it('rejects only the out-of-range samples of a series', async () => {
+    const v = await validate([s([['__name__', 'x']], [[NOW - 1, 1], [NOW - limits.maxSampleAgeMs - 1, 2], [NOW + limits.maxFutureMs + 1, 3]])]);
     assert.equal(v.acceptedSamples, 1);
     assert.equal(v.rejectedSamples, 2);
     assert.equal(v.rejections[0]!.rejectedSamples, 2);
