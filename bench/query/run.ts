@@ -8,7 +8,8 @@
  *    on close), divided by the samples in it.
  * 3. Query latency p50/p95/p99 of dashboard-like queries through the Prometheus HTTP API
  *    (HTTP, JSON, auth, engine, store) against the same queries sent to Prometheus 2.42,
- *    with the ratios. The store is compacted after loading, as its periodic compactor
+ *    with the ratios, and the CPU time each server spent per query (the figure to compare
+ *    on a busy shared machine, where wall time mostly measures the other work). The store is compacted after loading, as its periodic compactor
  *    would have done: older samples sealed into chunks, rollup tiers built. The 30-day
  *    query is range-aligned to its step (as Grafana sends it) and served from the hourly
  *    tier; the bench reports which tier answered and how far that answer is from the one
@@ -18,7 +19,8 @@
  * system; everything binds 127.0.0.1 and is removed at the end. Sizes can be scaled down
  * with BENCH_QUERY_SERIES (default 1000) and BENCH_QUERY_ITERATIONS (default 30).
  */
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -185,23 +187,60 @@ async function checkRollups(store: MetricStore, limits: ReturnType<typeof loadCo
   return { servedFrom: uses.length > 0 ? uses.join('; ') : 'raw samples', maxRelativeError: Number(maxRelativeError.toPrecision(3)) };
 }
 
-async function timeQuery(url: string, headers: Record<string, string>, q: QueryCase): Promise<{ ms: number[]; series: number; points: number; error?: string }> {
+/**
+ * CPU time (ms) the server answering a query spent on it. Wall time on a shared 2-core
+ * machine mostly measures the other work running; CPU time barely moves with it. For
+ * Telemesh the server is this process (its DuckDB threads included, and the bench's own
+ * fetch and JSON parsing, a small share); for Prometheus, its process, found by the listen
+ * address on its command line.
+ */
+type CpuClock = () => number;
+
+const selfCpu: CpuClock = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+async function processCpu(listen: string): Promise<CpuClock | undefined> {
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmd.startsWith('prometheus\0') || !cmd.includes(`--web.listen-address=${listen}\0`)) continue;
+    // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second
+    // on Linux); the fields after the parenthesised command name, which may hold spaces.
+    return () => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) * 10;
+    };
+  }
+  return undefined;
+}
+
+async function timeQuery(url: string, headers: Record<string, string>, q: QueryCase, cpu?: CpuClock): Promise<{ ms: number[]; cpuMs: number[]; series: number; points: number; error?: string }> {
   const params = new URLSearchParams({ query: q.query, start: String(q.start / 1000), end: String(q.end / 1000), step: q.step });
   const ms: number[] = [];
+  const cpuMs: number[] = [];
   let series = 0;
   let points = 0;
   const started = performance.now();
   for (let i = 0; i < ITERATIONS + 2 && performance.now() - started < QUERY_BUDGET_MS; i++) {
+    const c0 = cpu?.();
     const t0 = performance.now();
     const res = await fetch(`${url}/api/v1/query_range`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: params.toString() });
     const body = (await res.json()) as { status: string; error?: string; data?: { result: Array<{ values: unknown[] }> } };
     const elapsed = performance.now() - t0;
-    if (body.status !== 'success') return { ms, series, points, error: body.error };
+    const cpuSpent = c0 === undefined ? undefined : cpu!() - c0;
+    if (body.status !== 'success') return { ms, cpuMs, series, points, error: body.error };
     series = body.data!.result.length;
     points = body.data!.result.reduce((n, r) => n + r.values.length, 0);
-    if (i >= 2) ms.push(elapsed); // the first two warm caches up
+    // The first two warm caches up.
+    if (i >= 2) {
+      ms.push(elapsed);
+      if (cpuSpent !== undefined) cpuMs.push(cpuSpent);
+    }
   }
-  return { ms: ms.sort((a, b) => a - b), series, points };
+  return { ms: ms.sort((a, b) => a - b), cpuMs: cpuMs.sort((a, b) => a - b), series, points };
 }
 
 async function main(): Promise<void> {
@@ -284,6 +323,7 @@ async function main(): Promise<void> {
     const auth = { authorization: `Bearer ${await mintToken(secret, { subject: 'bench', tenant: TENANT, roles: ['reader'], ttlSec: 3600 })}` };
 
     let promUrl: string | undefined;
+    let promCpu: CpuClock | undefined;
     if (await havePrometheus()) {
       prom = await startPrometheus(['--storage.tsdb.retention.time=60d']);
       const toPeer = (s: SeriesSamples): PeerSeries => ({
@@ -294,6 +334,7 @@ async function main(): Promise<void> {
       for (const slice of timeSlices([...longData, ...shortData].map(toPeer), 30 * MINUTE)) await prom.remoteWrite(slice);
       process.stdout.write(`loaded the same samples into Prometheus by remote_write in ${round((performance.now() - pT0) / 1000)} s\n`);
       promUrl = prom.url;
+      promCpu = await processCpu(new URL(prom.url).host);
     } else {
       process.stdout.write('prometheus not installed: Telemesh figures only\n');
     }
@@ -309,9 +350,16 @@ async function main(): Promise<void> {
     const results = [];
     for (const q of cases) {
       if (q.query === LONG_QUERY) Object.assign(q, { servedFrom: rollupCheck.servedFrom, maxRelativeErrorVsRaw: rollupCheck.maxRelativeError });
-      const t = await timeQuery(telemeshUrl, auth, q);
-      const p = promUrl ? await timeQuery(promUrl, {}, q) : undefined;
-      const fig = (r: { ms: number[] }) => ({ p50: round(percentile(r.ms, 50)), p95: round(percentile(r.ms, 95)), p99: round(percentile(r.ms, 99)), runs: r.ms.length });
+      const t = await timeQuery(telemeshUrl, auth, q, selfCpu);
+      const p = promUrl ? await timeQuery(promUrl, {}, q, promCpu) : undefined;
+      const fig = (r: { ms: number[]; cpuMs: number[] }) => ({
+        p50: round(percentile(r.ms, 50)),
+        p95: round(percentile(r.ms, 95)),
+        p99: round(percentile(r.ms, 99)),
+        runs: r.ms.length,
+        cpuP50: r.cpuMs.length > 0 ? round(percentile(r.cpuMs, 50)) : undefined,
+        cpuP95: r.cpuMs.length > 0 ? round(percentile(r.cpuMs, 95)) : undefined,
+      });
       const row = {
         name: q.name,
         query: q.query,
@@ -323,19 +371,25 @@ async function main(): Promise<void> {
         prometheus: p ? { ...fig(p), series: p.series, points: p.points, error: p.error } : undefined,
         ratioP50: p ? round(percentile(t.ms, 50) / percentile(p.ms, 50)) : undefined,
         ratioP95: p ? round(percentile(t.ms, 95) / percentile(p.ms, 95)) : undefined,
+        ratioCpuP50: p && p.cpuMs.length > 0 ? round(percentile(t.cpuMs, 50) / percentile(p.cpuMs, 50)) : undefined,
       };
       results.push(row);
       process.stdout.write(
-        `${q.name}\n  telemesh   p50 ${row.telemesh.p50} ms  p95 ${row.telemesh.p95} ms  p99 ${row.telemesh.p99} ms  (${row.telemesh.runs} runs, ${t.series} series, ${t.points} points)${t.error ? `  ERROR ${t.error}` : ''}\n` +
+        `${q.name}\n  telemesh   p50 ${row.telemesh.p50} ms  p95 ${row.telemesh.p95} ms  p99 ${row.telemesh.p99} ms  CPU p50 ${row.telemesh.cpuP50} ms  p95 ${row.telemesh.cpuP95} ms  (${row.telemesh.runs} runs, ${t.series} series, ${t.points} points)${t.error ? `  ERROR ${t.error}` : ''}\n` +
           (row.prometheus
-            ? `  prometheus p50 ${row.prometheus.p50} ms  p95 ${row.prometheus.p95} ms  p99 ${row.prometheus.p99} ms  (${row.prometheus.runs} runs, ${p!.series} series, ${p!.points} points)\n  ratio telemesh/prometheus p50 ${row.ratioP50}  p95 ${row.ratioP95}\n`
+            ? `  prometheus p50 ${row.prometheus.p50} ms  p95 ${row.prometheus.p95} ms  p99 ${row.prometheus.p99} ms  CPU p50 ${row.prometheus.cpuP50 ?? '?'} ms  p95 ${row.prometheus.cpuP95 ?? '?'} ms  (${row.prometheus.runs} runs, ${p!.series} series, ${p!.points} points)\n  ratio telemesh/prometheus p50 ${row.ratioP50}  p95 ${row.ratioP95}  CPU p50 ${row.ratioCpuP50 ?? '?'}\n`
             : ''),
       );
     }
     const out = {
       benchmark: 'query',
       date: new Date().toISOString(),
-      machine: { cpus: (await import('node:os')).cpus().length, node: process.version, note: 'shared machine; other work may run concurrently' },
+      machine: {
+        cpus: (await import('node:os')).cpus().length,
+        node: process.version,
+        loadAverage: (await import('node:os')).loadavg().map((x) => round(x)),
+        note: 'shared machine; other work may run concurrently: compare CPU per query (cpuP50/cpuP95), which load moves far less than wall time',
+      },
       store: storeResult,
       querySamplesLoaded: querySamples,
       targets: { dashboardP95Ms: 100, thirtyDayP95Ms: 250, bytesPerSample: 2 },

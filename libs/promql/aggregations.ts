@@ -153,23 +153,17 @@ function finishGroup(op: string, g: Group, param: number | string | undefined, k
     case 'topk':
     case 'bottomk': {
       const top = op === 'topk';
-      // NaN is the least wanted value for both; ties keep the earlier series.
-      const better = (a: number, b: number): number => {
-        if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
-        if (Number.isNaN(b)) return -1;
-        return top ? b - a : a - b;
-      };
       // Keep the best k in order by insertion: k is small next to the group, and a
       // full sort per step would dominate range queries.
       const chosen: Sample[] = [];
       for (const s of g.members) {
         if (chosen.length === k) {
           const last = chosen[k - 1];
-          if (last === undefined || better(s.v, last.v) >= 0) continue;
+          if (last === undefined || rankCompare(top, s.v, last.v) >= 0) continue;
           chosen.pop();
         }
         let i = chosen.length;
-        while (i > 0 && better(s.v, (chosen[i - 1] as Sample).v) < 0) i--;
+        while (i > 0 && rankCompare(top, s.v, (chosen[i - 1] as Sample).v) < 0) i--;
         chosen.splice(i, 0, s);
       }
       for (const s of chosen) out.push({ ls: s.ls, v: s.v, t });
@@ -178,6 +172,16 @@ function finishGroup(op: string, g: Group, param: number | string | undefined, k
     default:
       break;
   }
+}
+
+/**
+ * topk/bottomk order of two values: negative when `a` is wanted before `b`. NaN is the
+ * least wanted value for both; equal values compare 0 (ties keep the earlier series).
+ */
+export function rankCompare(top: boolean, a: number, b: number): number {
+  if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
+  if (Number.isNaN(b)) return -1;
+  return top ? b - a : a - b;
 }
 
 function countValues(node: AggregateNode, input: readonly Sample[], label: string, t: number): Sample[] {

@@ -143,6 +143,33 @@ describe('fetched data', () => {
       [120 * S, 3],
     ]);
   });
+
+  it('reads typed arrays as it reads plain ones: in order, unsorted, with staleness markers', async () => {
+    const ts = [0, 60 * S, 120 * S, 180 * S];
+    const typed = (t: number[], v: number[]): Queryable => ({
+      select: () => Promise.resolve([{ labels: lbl({ __name__: 'u' }), timestampsMs: Float64Array.from(t), values: Float64Array.from(v) }]),
+    });
+    const plain = (t: number[], v: number[]): Queryable => ({
+      select: () => Promise.resolve([{ labels: lbl({ __name__: 'u' }), timestampsMs: t, values: v }]),
+    });
+    for (const [t, v] of [
+      [ts, [1, 2, 3, 4]],
+      [[120 * S, 0, 60 * S, 180 * S], [3, 1, 2, 4]],
+    ] as const) {
+      for (const expr of ['u', 'rate(u[5m])', 'count_over_time(u[5m])']) {
+        for (const at of [60 * S, 150 * S, 200 * S]) {
+          assert.deepEqual(await instantQuery(typed([...t], [...v]), expr, at), await instantQuery(plain([...t], [...v]), expr, at), `${expr} @ ${at}`);
+        }
+        assert.deepEqual(await rangeQuery(typed([...t], [...v]), expr, 0, 240 * S, 30 * S), await rangeQuery(plain([...t], [...v]), expr, 0, 240 * S, 30 * S), expr);
+      }
+    }
+    // A staleness marker in a typed array still ends the series (its bits reach the engine).
+    const stale: Queryable = {
+      select: () => Promise.resolve([{ labels: lbl({ __name__: 'u' }), timestampsMs: Float64Array.from(ts), values: values([1, 2, 0, 4], [2]) as unknown as Float64Array }]),
+    };
+    assert.deepEqual(vector(await instantQuery(stale, 'u', 150 * S)), []);
+    assert.deepEqual(vector(await instantQuery(stale, 'count_over_time(u[5m])', 150 * S)), [{ labels: {}, value: 2 }]);
+  });
 });
 
 describe('rate and friends', () => {

@@ -9,8 +9,8 @@
  *   (step range, `offset`, `@`, range, lookback, enclosing subqueries) and each selector
  *   is fetched ONCE. Steps are then evaluated in memory: an instant selector is a binary
  *   search per series, a range selector an index window into the fetched arrays.
- * - Range functions over selectors, and the numeric aggregations above them, are
- *   evaluated for all steps at once, series by series (`columnsOf`): same arithmetic in
+ * - Range functions over selectors, and the numeric aggregations and topk/bottomk above
+ *   them, are evaluated for all steps at once, series by series (`columnsOf`): same arithmetic in
  *   the same order, without per-step cursors and allocations.
  * - Range queries may read rollup tiers instead of raw samples for the `*_over_time`
  *   functions a tier can answer (`planRollups`, `rollupColumns`: when, and the error bound).
@@ -20,7 +20,7 @@
  *   step, `__name__` dropped by functions and arithmetic.
  */
 import type { Label, Matcher, SeriesSamples } from '../model/index.js';
-import { addToGroup, aggregate, groupOf, groupValue, newGroup, NUMERIC_AGGREGATIONS } from './aggregations.js';
+import { addToGroup, aggregate, groupOf, groupValue, newGroup, NUMERIC_AGGREGATIONS, rankCompare } from './aggregations.js';
 import type { Group, GroupCache } from './aggregations.js';
 import { goRegExp, parseQuery, typeOf } from './ast.js';
 import type { AggregateNode, BinaryNode, CallNode, Expr, MatrixNode, SelectorNode, SubqueryNode } from './ast.js';
@@ -35,10 +35,23 @@ import type { RangeSeries, Sample, Value } from './values.js';
 
 export { PromqlExecutionError, QueryLimitError, QueryTimeoutError } from './engine-errors.js';
 
+/**
+ * One selected series: `SeriesSamples`, or the same with the samples in `Float64Array`s,
+ * which the engine keeps as they are (no copy) when already in time order.
+ */
+export interface SelectedSeries {
+  readonly labels: SeriesSamples['labels'];
+  readonly timestampsMs: ArrayLike<number>;
+  readonly values: ArrayLike<number>;
+}
+
 /** What the engine reads samples from (the aggregation service passes the tenant-scoped store). */
 export interface Queryable {
-  /** Series matching all matchers with their samples in `[startMs, endMs]` (inclusive). */
-  select(matchers: readonly Matcher[], startMs: number, endMs: number): Promise<SeriesSamples[]>;
+  /**
+   * Series matching all matchers with their samples in `[startMs, endMs]` (inclusive). Typed
+   * arrays handed over become the engine's: the caller must not change them afterwards.
+   */
+  select(matchers: readonly Matcher[], startMs: number, endMs: number): Promise<readonly SelectedSeries[]>;
   /** Rollup tiers range queries may read instead of raw samples; absent: raw only. */
   readonly rollups?: RollupSource;
 }
@@ -747,7 +760,8 @@ class Evaluator {
    *   with two indexes over its samples, and counters carry a reset prefix so `rate`
    *   does not rescan windows without a reset;
    * - `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar` over a qualifying
-   *   node: group indexes are worked out once per series, not per step.
+   *   node: group indexes are worked out once per series, not per step;
+   * - `topk`/`bottomk` with the same k at every step, over a qualifying node.
    * Every value comes from the same arithmetic, in the same order, as step-by-step
    * evaluation, so results are identical; it saves the per-step cursor work, closures
    * and one sample object per series and step.
@@ -901,7 +915,16 @@ class Evaluator {
   }
 
   private aggregateColumns(e: AggregateNode): Columns | undefined {
-    if (e.param !== undefined || !NUMERIC_AGGREGATIONS.has(e.op)) return undefined;
+    const ranked = e.op === 'topk' || e.op === 'bottomk';
+    if (!ranked && (e.param !== undefined || !NUMERIC_AGGREGATIONS.has(e.op))) return undefined;
+    // k must be the same at every step (a literal, or an expression of literals).
+    let k = 0;
+    if (ranked) {
+      if (e.param === undefined || !e.param.invariant) return undefined;
+      const p = this.eval(e.param, this.grid[0] ?? 0);
+      if (p.type !== 'scalar') return undefined;
+      k = Math.trunc(p.v);
+    }
     let inner = e.expr;
     while (inner.kind === 'paren') inner = inner.expr;
     const input = this.columnsOf(inner);
@@ -911,6 +934,7 @@ class Evaluator {
       cache = new Map();
       this.groupCaches.set(e, cache);
     }
+    if (ranked) return this.rankedColumns(e, input, k, cache);
     const index = new Map<string, number>();
     const rows: LabelSet[] = [];
     const groupOfRow = new Int32Array(input.rows.length);
@@ -928,6 +952,10 @@ class Evaluator {
     const vals = new Float64Array(rows.length * n);
     const present = new Uint8Array(rows.length * n);
     const first = new Int32Array(rows.length * n);
+    if (input.first === undefined && SIMPLE_AGGREGATIONS.has(e.op)) {
+      this.simpleAggregate(e.op, input, groupOfRow, vals, present, first);
+      return new Columns(rows, n, vals, present, first);
+    }
     const states: Array<Group | undefined> = new Array<Group | undefined>(rows.length);
     // Numeric aggregations read only `v` of a sample: one scratch object serves them all.
     const scratch: { ls: LabelSet; v: number; t: number } = { ls: LabelSet.EMPTY, v: 0, t: 0 };
@@ -953,6 +981,122 @@ class Evaluator {
         if (st === undefined) continue;
         vals[g * n + j] = groupValue(op, st);
         present[g * n + j] = 1;
+      }
+    }
+    return new Columns(rows, n, vals, present, first);
+  }
+
+  /**
+   * `sum`, `count`, `min`, `max` and `group` over input whose steps list rows in row
+   * order: one pass over the input row by row, each group's value per step kept in place.
+   * Rows are still added to a group in the order step-by-step evaluation adds them (row
+   * order within every step), so the arithmetic is the same as `addToGroup`'s; it skips
+   * building each step's row list and a group state per step.
+   */
+  private simpleAggregate(op: string, input: Columns, groupOfRow: Int32Array, vals: Float64Array, present: Uint8Array, first: Int32Array): void {
+    const n = input.steps;
+    const inVals = input.vals;
+    const inPresent = input.present;
+    // Rows present so far at each step: a row's position in that step's vector.
+    const seen = new Int32Array(n);
+    for (let r = 0; r < input.rows.length; r++) {
+      if ((++this.checks & 255) === 0) this.check();
+      const base = r * n;
+      const gb = (groupOfRow[r] as number) * n;
+      for (let j = 0; j < n; j++) {
+        if (inPresent[base + j] !== 1) continue;
+        const v = inVals[base + j] as number;
+        const p = (seen[j] as number) + 1;
+        seen[j] = p;
+        const at = gb + j;
+        if (present[at] === 0) {
+          present[at] = 1;
+          first[at] = p - 1;
+          vals[at] = op === 'count' || op === 'group' ? 1 : v;
+          continue;
+        }
+        const cur = vals[at] as number;
+        switch (op) {
+          case 'sum':
+            vals[at] = cur + v;
+            break;
+          case 'count':
+            vals[at] = cur + 1;
+            break;
+          case 'max':
+            if (cur < v || Number.isNaN(cur)) vals[at] = v;
+            break;
+          case 'min':
+            if (cur > v || Number.isNaN(cur)) vals[at] = v;
+            break;
+          default:
+            break;
+        }
+      }
+    }
+  }
+
+  /**
+   * `topk`/`bottomk` over all steps: rows are the input's (whole label sets are kept), each
+   * present at the steps where it ranks among its group's best `k`. Per step, members
+   * are offered in the input's order and kept by insertion, exactly as `aggregate` does,
+   * and `first` records the step-by-step output order (groups by first appearance, each
+   * best first) for any enclosing aggregation.
+   */
+  private rankedColumns(e: AggregateNode, input: Columns, k: number, cache: GroupCache): Columns {
+    const rows = input.rows;
+    const n = this.grid.length;
+    const vals = new Float64Array(rows.length * n);
+    const present = new Uint8Array(rows.length * n);
+    const first = new Int32Array(rows.length * n);
+    if (!(k >= 1)) return new Columns(rows, n, vals, present, first);
+    const index = new Map<string, number>();
+    const groupOfRow = new Int32Array(rows.length);
+    rows.forEach((ls, r) => {
+      const key = groupOf(e, ls, cache).key;
+      let g = index.get(key);
+      if (g === undefined) {
+        g = index.size;
+        index.set(key, g);
+      }
+      groupOfRow[r] = g;
+    });
+    const top = e.op === 'topk';
+    // Per group, its best rows so far at this step, best first (as `aggregate` keeps them).
+    const chosen: number[][] = Array.from({ length: index.size }, () => []);
+    const seen = new Uint8Array(index.size);
+    const groupOrder: number[] = [];
+    const inVals = input.vals;
+    for (let j = 0; j < n; j++) {
+      if ((++this.checks & 31) === 0) this.check();
+      groupOrder.length = 0;
+      seen.fill(0);
+      const order = input.order(j);
+      for (let p = 0; p < order.length; p++) {
+        const r = order[p] as number;
+        const g = groupOfRow[r] as number;
+        const list = chosen[g] as number[];
+        if (seen[g] === 0) {
+          seen[g] = 1;
+          groupOrder.push(g);
+          list.length = 0;
+        }
+        const v = inVals[r * n + j] as number;
+        if (list.length === k) {
+          if (rankCompare(top, v, inVals[(list[k - 1] as number) * n + j] as number) >= 0) continue;
+          list.pop();
+        }
+        let i = list.length;
+        while (i > 0 && rankCompare(top, v, inVals[(list[i - 1] as number) * n + j] as number) < 0) i--;
+        list.splice(i, 0, r);
+      }
+      let pos = 0;
+      for (const g of groupOrder) {
+        for (const r of chosen[g] as number[]) {
+          vals[r * n + j] = inVals[r * n + j] as number;
+          present[r * n + j] = 1;
+          first[r * n + j] = pos++;
+        }
       }
     }
     return new Columns(rows, n, vals, present, first);
@@ -1002,6 +1146,9 @@ class Evaluator {
 }
 
 const EMPTY_ARRAY = new Float64Array(0);
+
+/** Aggregations whose per-step value is one number updated in place (see `simpleAggregate`). */
+const SIMPLE_AGGREGATIONS: ReadonlySet<string> = new Set(['sum', 'count', 'min', 'max', 'group']);
 
 /** One of {@link ROLLUP_FUNCTIONS} over rollup windows `[a, b)` (at least one). */
 function rollupValue(name: string, ws: readonly RollupWindowData[], a: number, b: number, q: number, source: RollupSource): number {
@@ -1063,7 +1210,8 @@ class Columns {
     readonly steps: number,
     readonly vals: Float64Array,
     readonly present: Uint8Array,
-    private readonly first?: Int32Array,
+    /** Per row and step, the position in the step's vector; absent: rows in row order. */
+    readonly first?: Int32Array,
   ) {}
 
   /** Rows present at step j, in the order step-by-step evaluation lists them. */
@@ -1153,8 +1301,11 @@ function checkUnique(samples: Sample[]): Sample[] {
   return samples;
 }
 
-/** Copies a fetched series into typed arrays, sorted, one sample per timestamp (the last written wins). */
-function prepareSeries(s: SeriesSamples, forRange: boolean): FetchedSeries {
+/**
+ * A fetched series in typed arrays, sorted, one sample per timestamp (the last written
+ * wins). Typed arrays already in that form are kept, not copied.
+ */
+function prepareSeries(s: SelectedSeries, forRange: boolean): FetchedSeries {
   const srcT = s.timestampsMs;
   const srcV = s.values;
   const n = srcT.length;
@@ -1178,6 +1329,7 @@ function prepareSeries(s: SeriesSamples, forRange: boolean): FetchedSeries {
     }
   }
   if (strict && !anyNaN) {
+    if (srcT instanceof Float64Array && srcV instanceof Float64Array) return { ls, ts: srcT, vs: srcV };
     const ts = new Float64Array(n);
     const vs = new Float64Array(n);
     for (let i = 0; i < n; i++) {

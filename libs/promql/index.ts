@@ -8,4 +8,4 @@ export { parseSelector } from './selector.js';
 export { parseSampleLine } from './sample.js';
 export type { ParsedSample } from './sample.js';
 export { instantQuery, rangeQuery, isStaleNaN, STALE_NAN, PromqlExecutionError, QueryLimitError, QueryTimeoutError } from './engine.js';
-export type { EngineOptions, PromValue, Queryable, RollupPlan, RollupSeriesData, RollupSource, RollupWindowData } from './engine.js';
+export type { EngineOptions, PromValue, Queryable, RollupPlan, SelectedSeries, RollupSeriesData, RollupSource, RollupWindowData } from './engine.js';

@@ -249,6 +249,68 @@ export function runMetricStoreContract(name: string, open: () => Promise<MetricS
         });
       }));
 
+    it('answers selectColumns exactly as select, in typed arrays', () =>
+      withStore(async (store) => {
+        await store.write('t', 'b1', [
+          series({ __name__: 'm', host: 'b' }, [[T0 + 2, 2], [T0, -0], [T0 + 1, NaN]]),
+          series({ __name__: 'm', host: 'a' }, [[T0, 1], [T0 + 5, Infinity]]),
+        ]);
+        // A late sample sharing a timestamp: write order must survive in both reads.
+        await store.write('t', 'b2', [series({ __name__: 'm', host: 'a' }, [[T0 + 5, 7], [T0 + 3, 3]])]);
+        for (const [from, to] of [ALL, [T0 + 1, T0 + 4]] as const) {
+          const plain = await store.select('t', [eq('__name__', 'm')], from, to);
+          const cols = await store.selectColumns('t', [eq('__name__', 'm')], from, to);
+          assert.deepEqual(
+            cols.map((s) => {
+              assert.ok(s.timestampsMs instanceof Float64Array && s.values instanceof Float64Array);
+              return { labels: s.labels, timestampsMs: Array.from(s.timestampsMs), values: Array.from(s.values) };
+            }),
+            plain,
+          );
+        }
+        await assert.rejects(store.selectColumns('t', [], ...ALL, { maxSamples: 3 }), StoreLimitError);
+        // Another tenant with the very same label set (so the same series id) stays apart,
+        // whether or not the ids are shared.
+        const own = await store.selectColumns('t', [eq('host', 'b')], ...ALL);
+        await store.write('other', 'b1', [series({ __name__: 'm', host: 'b' }, [[T0, 42]]), series({ __name__: 'solo' }, [[T0, 1]])]);
+        assert.deepEqual(await store.selectColumns('t', [eq('host', 'b')], ...ALL), own);
+        assert.deepEqual(Array.from((await store.selectColumns('other', [eq('host', 'b')], ...ALL))[0]?.values ?? []), [42]);
+        assert.deepEqual(await store.selectColumns('t', [eq('__name__', 'solo')], ...ALL), []);
+      }));
+
+    it('lists series without their samples: sorted, in range, tenant-scoped, series limit only', () =>
+      withStore(async (store) => {
+        await store.write('t', 'b1', [
+          series({ __name__: 'up', job: 'node', host: 'b' }, [[T0, 1], [T0 + 1, 1], [T0 + 2, 1]]),
+          series({ __name__: 'up', job: 'api', host: 'a' }, [[T0, 1]]),
+          series({ __name__: 'up', job: 'api', host: 'late' }, [[T0 + 10_000, 1]]),
+          series({ __name__: 'cpu', job: 'db' }, [[T0, 1]]),
+        ]);
+        await store.write('other', 'b1', [series({ __name__: 'up', job: 'api', host: 'secret' }, [[T0, 1]])]);
+        const up = [eq('__name__', 'up')];
+        assert.deepEqual(await store.series('t', up, ...ALL), [
+          labels({ __name__: 'up', job: 'api', host: 'a' }),
+          labels({ __name__: 'up', job: 'node', host: 'b' }),
+          labels({ __name__: 'up', job: 'api', host: 'late' }),
+        ]);
+        // Only series with a sample in the (inclusive) range; matchers as in select.
+        assert.deepEqual(await store.series('t', up, T0 + 1, T0 + 9_999), [labels({ __name__: 'up', job: 'node', host: 'b' })]);
+        assert.deepEqual(await store.series('t', [re('job', 'a.*')], T0 + 10_000, T0 + 10_000), [labels({ __name__: 'up', job: 'api', host: 'late' })]);
+        assert.deepEqual(await store.series('t', up, T0 + 10_001, Infinity), []);
+        assert.deepEqual(await store.series('t', up, T0 + 5, T0), []);
+        assert.deepEqual(await store.series('nobody', up, ...ALL), []);
+        // The same answer select gives, with the samples left out.
+        assert.deepEqual(
+          await store.series('t', [], ...ALL),
+          (await store.select('t', [], ...ALL)).map((s) => s.labels),
+        );
+        // The series limit applies (an answer exactly at it is allowed); no sample limit.
+        assert.equal((await store.series('t', up, ...ALL, { maxSeries: 3, maxSamples: 0 })).length, 3);
+        await assert.rejects(store.series('t', up, ...ALL, { maxSeries: 2 }), StoreLimitError);
+        await assert.rejects(store.series('t', [re('host', '(')], ...ALL), StoreInputError);
+        await assert.rejects(store.series('', up, ...ALL), StoreInputError);
+      }));
+
     it('lists label names and values, sorted and distinct', () =>
       withStore(async (store) => {
         await store.write('t', 'b1', [
@@ -329,6 +391,53 @@ export function runMetricStoreContract(name: string, open: () => Promise<MetricS
         assert.equal((await store.labelValues('t', 'host', [], ...ALL)).length, 2000);
       }));
 
+    it('writeColumns stores rows exactly as write stores series, exactly once', async (t) => {
+      const probe = await open();
+      const offered = probe.writeColumns !== undefined;
+      await probe.close();
+      if (!offered) return t.skip('adapter has no writeColumns');
+      await withStore(async (store) => {
+        const frozen = (obj: Record<string, string>) => Object.freeze(labels(obj).map((l) => Object.freeze(l)));
+        const a = frozen({ __name__: 'cpu', host: 'a' });
+        const b = frozen({ __name__: 'cpu', host: 'b' });
+        // Unfrozen and out of order: canonicalised like any label set given to `write`.
+        const c = [{ name: 'host', value: 'c' }, { name: '__name__', value: 'cpu' }, { name: 'empty', value: '' }];
+        const rows = (...r: [readonly Label[], number, number][]) => ({
+          rowCount: r.length,
+          labels: [...r.map((x) => x[0]), a],
+          // One row more than rowCount: what lies past it must be ignored.
+          timestampsMs: Float64Array.from([...r.map((x) => x[1]), T0 + 999]),
+          values: Float64Array.from([...r.map((x) => x[2]), 999]),
+        });
+        const batch1 = rows([a, T0, 1], [b, T0, 2], [c, T0, 3], [a, T0 + 1000, 4]);
+        const batch2 = rows([b, T0 + 2000, -0], [a, T0 + 1000, NaN], [c, T0 - 60_000, 5]);
+        assert.deepEqual(await store.writeColumns!('t', 'b1', batch1), { samplesWritten: 4, duplicate: false });
+        assert.deepEqual(await store.writeColumns!('t', 'b2', batch2), { samplesWritten: 3, duplicate: false });
+        assert.deepEqual(await store.writeColumns!('t', 'b2', batch1), { samplesWritten: 0, duplicate: true });
+        // The same rows through `write`, one series per row, in another tenant.
+        for (const [id, batch] of [['b1', batch1], ['b2', batch2]] as const) {
+          const asSeries = Array.from({ length: batch.rowCount }, (_, i) => ({ labels: batch.labels[i]!, timestampsMs: [batch.timestampsMs[i]!], values: [batch.values[i]!] }));
+          await store.write('ref', id, asSeries);
+        }
+        const got = await store.select('t', [], ...ALL);
+        assert.deepEqual(got, await store.select('ref', [], ...ALL));
+        assert.deepEqual(hosts(got), ['a', 'b', 'c']);
+        assert.equal(sampleCount(got), 7);
+        assert.deepEqual(got[0]!.values, [1, 4, NaN]);
+        assert.deepEqual(got[2]!.labels, labels({ __name__: 'cpu', host: 'c' }));
+        assert.deepEqual(await store.select('other', [], ...ALL), []);
+        // Malformed rows are refused and the batch id stays unrecorded.
+        const bad = (patch: Partial<ReturnType<typeof rows>>) => ({ ...rows([a, T0, 1]), ...patch });
+        await assert.rejects(store.writeColumns!('t', 'b3', bad({ timestampsMs: Float64Array.from([T0 + 0.5]) })), StoreInputError);
+        await assert.rejects(store.writeColumns!('t', 'b3', bad({ labels: [[]] })), StoreInputError);
+        await assert.rejects(store.writeColumns!('t', 'b3', bad({ rowCount: 3 })), StoreInputError);
+        await assert.rejects(store.writeColumns!('', 'b3', rows([a, T0, 1])), StoreInputError);
+        assert.deepEqual(await store.writeColumns!('t', 'b3', rows([a, T0 + 3000, 6])), { samplesWritten: 1, duplicate: false });
+        assert.deepEqual(await store.writeColumns!('t', 'b4', rows()), { samplesWritten: 0, duplicate: false });
+        assert.equal(sampleCount(await store.select('t', [], ...ALL)), 8);
+      });
+    });
+
     it('closes idempotently and refuses calls afterwards', async () => {
       const store = await open();
       await store.write('t', 'b1', [series({ __name__: 'm' }, [[T0, 1]])]);
@@ -341,6 +450,8 @@ export function runMetricStoreContract(name: string, open: () => Promise<MetricS
       await assert.rejects(store.select('t', [], ...ALL), StoreClosedError);
       await assert.rejects(store.labelNames('t', [], ...ALL), StoreClosedError);
       await assert.rejects(store.labelValues('t', 'x', [], ...ALL), StoreClosedError);
+      await assert.rejects(store.series('t', [], ...ALL), StoreClosedError);
+      await assert.rejects(store.selectColumns('t', [], ...ALL), StoreClosedError);
     });
   });
 }

@@ -58,7 +58,16 @@ function sealingEveryWrite(store: RollupStore): MetricStore {
       });
       return result;
     },
+    writeColumns: async (tenant, batchId, columns) => {
+      const result = await store.writeColumns!(tenant, batchId, columns);
+      await store.compact().catch((err: unknown) => {
+        if (!(err instanceof StoreClosedError)) throw err;
+      });
+      return result;
+    },
     select: (...args) => store.select(...args),
+    selectColumns: (...args) => store.selectColumns(...args),
+    series: (...args) => store.series(...args),
     labelNames: (...args) => store.labelNames(...args),
     labelValues: (...args) => store.labelValues(...args),
     close: () => store.close(),

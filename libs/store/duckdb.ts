@@ -39,20 +39,25 @@ import {
 } from '@duckdb/node-api';
 import type {
   DuckDBAppender,
+  DuckDBBigIntVector,
   DuckDBBlobValue,
   DuckDBConnection,
   DuckDBPreparedStatement,
+  DuckDBUBigIntVector,
   DuckDBValue,
+  DuckDBVarCharVector,
 } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { matchesAll } from '../model/index.js';
-import type { CompiledMatcher, Label, Matcher, SeriesSamples } from '../model/index.js';
+import type { CompiledMatcher, Label, Labels, Matcher, SeriesSamples } from '../model/index.js';
 import { StartupError } from '../runtime/errors.js';
 import {
+  checkColumns,
   checkTenant,
   compareLabels,
   compileMatchers,
   decodeLabels,
+  identityOf,
   labelValue,
   LimitTracker,
   metricNameEquality,
@@ -63,7 +68,7 @@ import {
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
-import type { SelectLimits, WriteResult } from './port.js';
+import type { SampleColumns, SelectLimits, SeriesColumns, WriteResult } from './port.js';
 import { aggregateWindows, DEFAULT_RETENTION, mergeWindows, pickTier, validateRetention, windowStart } from './rollup.js';
 import type {
   CompactionResult,
@@ -167,6 +172,25 @@ const SELECT_SAMPLES_ORDERED = `${SELECT_SAMPLES}
 const SELECT_SAMPLES_LIMITED = `${SELECT_SAMPLES}
   LIMIT $limit`;
 
+/**
+ * `SELECT_SAMPLES_LIMITED` without the tenant test, for ids no other tenant has (see
+ * `OTHER_TENANT_HAS_IDS`): comparing the tenant string on every scanned row cost about a
+ * third of the whole read (measured on 522k rows, 2 cores: 21 ms CPU against 32 ms).
+ * Still tenant-safe: a sample row always has its series row (retention deletes a series
+ * only once nothing of it is left), so an id that only this tenant's series table holds
+ * can only match this tenant's samples. `$tenant` stays bound so both share parameters.
+ */
+const SELECT_SAMPLES_OWN_IDS = `
+  WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
+  SELECT w.idx, s.ts_ms::DOUBLE AS ts_ms, s.value
+  FROM samples s JOIN wanted w ON s.series_id = w.series_id
+  WHERE s.ts_ms BETWEEN $start AND $end AND $tenant IS NOT NULL
+  LIMIT $limit`;
+
+/** Whether another tenant has a series with one of the wanted ids (same labels, same id). */
+const OTHER_TENANT_HAS_IDS = `
+  SELECT 1 FROM series WHERE tenant <> $tenant AND series_id IN (SELECT unnest($ids)) LIMIT 1`;
+
 /** Sealed chunks of the wanted series overlapping the range, by position, then seal order. */
 const SELECT_CHUNKS = `
   WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
@@ -178,13 +202,18 @@ const SELECT_CHUNKS = `
 /** Span of time one sealed chunk covers at most: 2 hours, 480 samples at 15 s. */
 const CHUNK_SPAN_MS = 7_200_000;
 
-/** Positions (as in `SELECT_SAMPLES`) of the wanted series that have a sample in range. */
-const SERIES_WITH_SAMPLES = `
-  WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx)
-  SELECT w.idx FROM wanted w
-  WHERE EXISTS (
-    SELECT 1 FROM samples s
-    WHERE s.tenant = $tenant AND s.series_id = w.series_id AND s.ts_ms BETWEEN $start AND $end)`;
+/**
+ * Positions (as in `SELECT_SAMPLES`) of the wanted series that have a sample in range: the
+ * distinct ids in range first, then joined to the wanted ones, which measured twice as
+ * fast as a correlated EXISTS per wanted series (522k rows, 2 cores: 12 ms CPU against
+ * 19 ms; 9 ms without the tenant test, see `SELECT_SAMPLES_OWN_IDS` for when that is safe).
+ */
+const SERIES_WITH_SAMPLES = (ownIds: boolean) => `
+  WITH wanted AS (SELECT unnest($ids) AS series_id, generate_subscripts($ids, 1)::INTEGER AS idx),
+  present AS (
+    SELECT DISTINCT series_id FROM samples
+    WHERE ${ownIds ? '$tenant IS NOT NULL' : 'tenant = $tenant'} AND ts_ms BETWEEN $start AND $end)
+  SELECT w.idx FROM wanted w JOIN present p ON p.series_id = w.series_id`;
 
 const RANGE_TYPES = { ids: LIST(UBIGINT), start: BIGINT, end: BIGINT };
 
@@ -324,6 +353,30 @@ interface Candidate {
   readonly labels: Label[];
 }
 
+/** A label set resolved to its stored series, for `writeColumns`. */
+interface ResolvedSeries {
+  readonly id: bigint;
+  /** The id's low and high 32 bits, written into the appended vector without a BigInt per row. */
+  readonly lo: number;
+  readonly hi: number;
+  readonly key: string;
+  readonly metric: string;
+  /** `seriesEpoch` when the series was last known to be in the series table; -1 if never. */
+  storedEpoch: number;
+  /** Last batch that listed it as possibly missing (dedupes within a batch). */
+  mark: number;
+}
+
+/** A checked columnar batch with each row's series resolved. */
+interface ResolvedColumns {
+  readonly rowCount: number;
+  readonly rows: readonly ResolvedSeries[];
+  readonly timestampsMs: Float64Array;
+  readonly values: Float64Array;
+  readonly minTs: number;
+  readonly maxTs: number;
+}
+
 class DuckDbMetricStore implements RollupStore {
   private writeTail: Promise<unknown> = Promise.resolve();
   private readonly reads = new Set<Promise<unknown>>();
@@ -331,6 +384,15 @@ class DuckDbMetricStore implements RollupStore {
   /** Per tenant: encoded label set → id, for series known to be in the series table. */
   private readonly knownSeries = new Map<string, Map<string, bigint>>();
   private knownSeriesCount = 0;
+  /**
+   * Per tenant: frozen label set (by object) → its resolved series, so a consumer that
+   * interns label sets pays one Map lookup per row. Bounded by `seriesCacheSize` too.
+   */
+  private readonly resolvedSeries = new Map<string, Map<Labels, ResolvedSeries>>();
+  private resolvedCount = 0;
+  /** Bumped when retention deletes series: every `storedEpoch` before it is stale. */
+  private seriesEpoch = 0;
+  private columnBatches = 0;
   private closing = false;
   private closed: Promise<void> | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -456,6 +518,125 @@ class DuckDbMetricStore implements RollupStore {
     return this.enqueue(() => this.writeNow(tenant, batchId, batch));
   }
 
+  writeColumns(tenant: string, batchId: string, columns: SampleColumns): Promise<WriteResult> {
+    if (this.closing) return Promise.reject(new StoreClosedError());
+    let batch: ResolvedColumns;
+    try {
+      batch = this.resolveColumns(tenant, batchId, columns);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(() => this.writeColumnsNow(tenant, batchId, batch));
+  }
+
+  /** Checks a columnar batch and resolves each row's label set (cached per frozen set). */
+  private resolveColumns(tenant: string, batchId: string, columns: SampleColumns): ResolvedColumns {
+    const { minTs, maxTs } = checkColumns(tenant, batchId, columns);
+    let cache = this.resolvedSeries.get(tenant);
+    const n = columns.rowCount;
+    const rows: ResolvedSeries[] = new Array(n);
+    let prevLabels: Labels | undefined;
+    let prev: ResolvedSeries | undefined;
+    for (let i = 0; i < n; i++) {
+      const labels = columns.labels[i]!;
+      if (labels === prevLabels) {
+        rows[i] = prev!;
+        continue;
+      }
+      let r = cache?.get(labels);
+      if (r === undefined) {
+        const ident = identityOf(labels, `columns.labels[${i}]`);
+        const id = this.knownSeries.get(tenant)?.get(ident.key) ?? seriesId(ident.labels);
+        r = { id, lo: Number(id & 0xffffffffn), hi: Number(id >> 32n), key: ident.key, metric: ident.metric, storedEpoch: -1, mark: -1 };
+        // Only frozen sets are remembered by object: an unfrozen one could change under us.
+        if (Object.isFrozen(labels)) {
+          if (this.resolvedCount >= this.seriesCacheSize) {
+            this.resolvedSeries.clear();
+            this.resolvedCount = 0;
+          }
+          if (cache === undefined || !this.resolvedSeries.has(tenant)) {
+            cache = new Map();
+            this.resolvedSeries.set(tenant, cache);
+          }
+          cache.set(labels, r);
+          this.resolvedCount++;
+        }
+      }
+      rows[i] = r;
+      prevLabels = labels;
+      prev = r;
+    }
+    return { rowCount: n, rows, timestampsMs: columns.timestampsMs, values: columns.values, minTs, maxTs };
+  }
+
+  /** `writeNow` for a resolved columnar batch: the same ledger, series rows and dirty marks. */
+  private async writeColumnsNow(tenant: string, batchId: string, batch: ResolvedColumns): Promise<WriteResult> {
+    const c = this.writer;
+    await c.run('BEGIN TRANSACTION');
+    try {
+      this.statements.seen.bind({ tenant, batch: batchId });
+      if ((await this.statements.seen.runAndReadAll()).currentRowCount > 0) {
+        await c.run('ROLLBACK');
+        this.log.debug({ tenant, batchId }, 'duplicate batch skipped');
+        return { samplesWritten: 0, duplicate: true };
+      }
+      // Series not known to be stored, each once; checked here, in the queue, so a
+      // retention run between resolving and writing is seen.
+      const mark = ++this.columnBatches;
+      const epoch = this.seriesEpoch;
+      const known = this.knownSeries.get(tenant);
+      const unsure: ResolvedSeries[] = [];
+      for (let i = 0; i < batch.rowCount; i++) {
+        const r = batch.rows[i]!;
+        if (r.storedEpoch === epoch || r.mark === mark) continue;
+        r.mark = mark;
+        if (known?.get(r.key) === r.id) r.storedEpoch = epoch;
+        else unsure.push(r);
+      }
+      if (unsure.length > 0) {
+        const existing = await c.runAndReadAll(
+          'SELECT series_id FROM series WHERE tenant = $tenant AND series_id IN (SELECT unnest($ids))',
+          { tenant, ids: listValue(unsure.map((r) => r.id)) },
+          { ids: LIST(UBIGINT) },
+        );
+        const stored = new Set(existing.getRows().map(([id]) => id as bigint));
+        const fresh = unsure.filter((r) => !stored.has(r.id));
+        if (fresh.length > 0) {
+          const appender = await c.createAppender('series');
+          appendAll(appender, () => {
+            for (const r of fresh) {
+              appender.appendVarchar(tenant);
+              appender.appendUBigInt(r.id);
+              appender.appendVarchar(r.metric);
+              appender.appendVarchar(r.key);
+              appender.endRow();
+            }
+          });
+        }
+      }
+      if (batch.rowCount > 0) {
+        const samples = await c.createAppender('samples');
+        appendAll(samples, () => appendColumns(samples, tenant, batch));
+      }
+      await this.markDirtyRange(tenant, batch.rowCount, batch.minTs, batch.maxTs, () => batch.timestampsMs.subarray(0, batch.rowCount));
+      this.statements.record.bind({ tenant, batch: batchId, count: BigInt(batch.rowCount), at: BigInt(this.now()) });
+      await this.statements.record.run();
+      await c.run('COMMIT');
+      // Only after COMMIT: a rolled-back series row must not be remembered as stored.
+      for (const r of unsure) r.storedEpoch = epoch;
+      this.rememberSeries(tenant, unsure.map((r) => [r.key, r.id]));
+      return { samplesWritten: batch.rowCount, duplicate: false };
+    } catch (err) {
+      try {
+        await c.run('ROLLBACK');
+      } catch (rollbackErr) {
+        this.log.debug({ err: rollbackErr }, 'rollback after failed write');
+      }
+      this.log.warn({ err, tenant, batchId }, 'batch write failed');
+      throw err;
+    }
+  }
+
   /** Runs `job` on the writer connection after every earlier write or job. */
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(new StoreClosedError());
@@ -472,6 +653,17 @@ class DuckDbMetricStore implements RollupStore {
     endMs: number,
     limits?: SelectLimits,
   ): Promise<SeriesSamples[]> {
+    const found = await this.selectColumns(tenant, matchers, startMs, endMs, limits);
+    return found.map((s) => ({ labels: s.labels, timestampsMs: Array.from(s.timestampsMs), values: Array.from(s.values) }));
+  }
+
+  async selectColumns(
+    tenant: string,
+    matchers: readonly Matcher[],
+    startMs: number,
+    endMs: number,
+    limits?: SelectLimits,
+  ): Promise<SeriesColumns[]> {
     const tracker = new LimitTracker(limits);
     const q = this.query(tenant, matchers, startMs, endMs);
     return this.read(async (c) => {
@@ -496,7 +688,7 @@ class DuckDbMetricStore implements RollupStore {
     });
   }
 
-  /** The body of `select`, inside its read transaction. */
+  /** The body of `selectColumns`, inside its read transaction. */
   private async readSamples(
     c: DuckDBConnection,
     tenant: string,
@@ -505,7 +697,7 @@ class DuckDbMetricStore implements RollupStore {
     params: ReturnType<typeof rangeParams>,
     tracker: LimitTracker,
     maxSamples: number,
-  ): Promise<SeriesSamples[]> {
+  ): Promise<SeriesColumns[]> {
     // Sealed chunks are compact, so all of the answer's are fetched first.
     const sealed = new Map<number, Uint8Array[]>();
     if (range.startMs <= this.sealedUntil) {
@@ -516,78 +708,97 @@ class DuckDbMetricStore implements RollupStore {
         list.push((row[3] as DuckDBBlobValue).bytes);
       }
     }
-    // Rows, bucketed by position; `disordered` when a series' rows did not arrive in
-    // time order (parallel scans may interleave row groups), `ties` when two share a
-    // timestamp, whose write order only the ordered query can tell.
-    const rows: Array<RowRun | undefined> = new Array<RowRun | undefined>(candidates.length + 1);
-    let rowCount = 0;
-    const tied: number[] = [];
+    const shared = await idsShared(c, params);
     // Materialized rather than streamed: DuckDB then runs the scan on all its threads
     // instead of producing one chunk per fetch (measured: about 15 ms against 25 ms for
     // 290k rows). LIMIT bounds what it holds when the answer is over the sample limit.
-    const result = await c.run(SELECT_SAMPLES_LIMITED, { ...params, limit: BigInt(Math.min(maxSamples, Number.MAX_SAFE_INTEGER - 1) + 1) }, { ...RANGE_TYPES, limit: BIGINT });
+    const result = await c.run(shared ? SELECT_SAMPLES_LIMITED : SELECT_SAMPLES_OWN_IDS, { ...params, limit: BigInt(Math.min(maxSamples, Number.MAX_SAFE_INTEGER - 1) + 1) }, { ...RANGE_TYPES, limit: BIGINT });
+    // Rows come unordered (see SELECT_SAMPLES). A first pass counts them per series, a
+    // second places each series' rows in its own slice of one buffer for the whole
+    // answer: one allocation, where growing two arrays per series left the collector
+    // about a sixth of the query's time.
+    const counts = new Int32Array(candidates.length + 2);
+    const chunks: DuckDBDataChunk[] = [];
+    let rowCount = 0;
     for (let ci = 0; ci < result.chunkCount; ci++) {
       const chunk = result.getChunk(ci);
       // rowCount is a native call: read it once per chunk, not per row.
       const n = chunk.rowCount;
       const idxs = numbers(column(chunk, 0, DuckDBIntegerVector), n);
-      const times = numbers(column(chunk, 1, DuckDBDoubleVector), n);
-      const values = numbers(column(chunk, 2, DuckDBDoubleVector), n);
-      for (let r = 0; r < n; r++) {
-        const idx = idxs[r];
-        const t = times[r];
-        let run = rows[idx];
-        if (run === undefined) {
-          run = { ts: [], vs: [], disordered: false, ties: false };
-          rows[idx] = run;
-        } else {
-          const lt = run.ts[run.ts.length - 1];
-          if (!(t > lt)) {
-            if (t === lt) {
-              if (!run.ties) tied.push(idx);
-              run.ties = true;
-            } else {
-              run.disordered = true;
-            }
-          }
-        }
-        run.ts.push(t);
-        run.vs.push(values[r]);
-      }
+      for (let r = 0; r < n; r++) counts[idxs[r]]++;
+      chunks.push(chunk);
       rowCount += n;
       // Stop reading an answer that is over the sample limit anyway; the accounting
       // below, in label order, then reports it.
       if (rowCount > maxSamples) break;
     }
-    if (tied.length > 0 && rowCount <= maxSamples) await this.readOrdered(c, tenant, candidates, tied, range, rows);
+    const starts = new Int32Array(candidates.length + 2);
+    for (let idx = 1; idx <= candidates.length; idx++) starts[idx + 1] = starts[idx] + counts[idx];
+    const fill = starts.slice();
+    const times = new Float64Array(rowCount);
+    const values = new Float64Array(rowCount);
+    // Per series: DISORDERED when its rows did not arrive in time order (parallel scans
+    // may interleave row groups), TIED when two share a timestamp, whose write order only
+    // the ordered query can tell.
+    const flags = new Uint8Array(candidates.length + 2);
+    const tied: number[] = [];
+    for (const chunk of chunks) {
+      const n = chunk.rowCount;
+      const idxs = numbers(column(chunk, 0, DuckDBIntegerVector), n);
+      const ts = numbers(column(chunk, 1, DuckDBDoubleVector), n);
+      const vs = numbers(column(chunk, 2, DuckDBDoubleVector), n);
+      for (let r = 0; r < n; r++) {
+        const idx = idxs[r];
+        const t = ts[r];
+        const p = fill[idx];
+        if (p > starts[idx]) {
+          const lt = times[p - 1];
+          if (!(t > lt)) {
+            if (t === lt) {
+              if ((flags[idx] & TIED) === 0) tied.push(idx);
+              flags[idx] |= TIED;
+            } else {
+              flags[idx] |= DISORDERED;
+            }
+          }
+        }
+        times[p] = t;
+        values[p] = vs[r];
+        fill[idx] = p + 1;
+      }
+    }
+    const ordered = tied.length > 0 && rowCount <= maxSamples ? await this.readOrdered(c, tenant, candidates, tied, range) : undefined;
     // Series are counted before their samples and in label order, as the in-memory fake
     // does, so both report the same limit when a query crosses two.
-    const out: SeriesSamples[] = [];
+    const out: SeriesColumns[] = [];
     for (let idx = 1; idx <= candidates.length; idx++) {
-      const run = rows[idx];
+      const n = counts[idx];
       const blobs = sealed.get(idx);
-      if (run === undefined && blobs === undefined) continue;
-      const sealedRun = decodeRange(blobs, range);
-      if (run === undefined && sealedRun.ts.length === 0) continue;
+      if (n === 0 && blobs === undefined) continue;
+      const sealedRun = blobs === undefined ? undefined : decodeRange(blobs, range);
+      if (n === 0 && (sealedRun === undefined || sealedRun.ts.length === 0)) continue;
       tracker.addSeries();
-      if (run !== undefined && run.disordered) sortByTime(run);
-      let ts: number[];
-      let vs: number[];
-      if (sealedRun.ts.length === 0 && run !== undefined) {
-        ts = run.ts;
-        vs = run.vs;
+      let ts: Float64Array;
+      let vs: Float64Array;
+      const reread = ordered?.get(idx);
+      if (reread !== undefined) {
+        ts = reread.ts;
+        vs = reread.vs;
       } else {
+        ts = times.subarray(starts[idx], starts[idx] + n);
+        vs = values.subarray(starts[idx], starts[idx] + n);
+        if ((flags[idx] & DISORDERED) !== 0) sortByTime(ts, vs);
+      }
+      if (sealedRun !== undefined && sealedRun.ts.length > 0) {
         // Rows come after sealed samples (written earlier); re-sort only if both exist.
-        if (run !== undefined) {
-          for (let i = 0; i < run.ts.length; i++) {
-            sealedRun.ts.push(run.ts[i]);
-            sealedRun.vs.push(run.vs[i]);
-          }
-          sealedRun.unsorted = true;
+        for (let i = 0; i < ts.length; i++) {
+          sealedRun.ts.push(ts[i]);
+          sealedRun.vs.push(vs[i]);
         }
+        if (ts.length > 0) sealedRun.unsorted = true;
         finishRun(sealedRun);
-        ts = sealedRun.ts;
-        vs = sealedRun.vs;
+        ts = Float64Array.from(sealedRun.ts);
+        vs = Float64Array.from(sealedRun.vs);
       }
       tracker.addSamples(ts.length);
       out.push({ labels: candidates[idx - 1].labels, timestampsMs: ts, values: vs });
@@ -603,22 +814,39 @@ class DuckDbMetricStore implements RollupStore {
     candidates: readonly Candidate[],
     idxs: readonly number[],
     range: TimeRange,
-    into: Array<RowRun | undefined>,
-  ): Promise<void> {
+  ): Promise<Map<number, { ts: Float64Array; vs: Float64Array }>> {
     const sorted = [...idxs].sort((a, b) => a - b);
     const reader = await c.runAndReadAll(
       SELECT_SAMPLES_ORDERED,
       rangeParams(tenant, sorted.map((i) => candidates[i - 1]), range),
       RANGE_TYPES,
     );
-    for (const idx of sorted) into[idx] = { ts: [], vs: [], disordered: false, ties: false };
-    if (reader.currentRowCount === 0) return;
-    const [pos, times, values] = reader.getColumns() as [number[], number[], number[]];
-    for (let i = 0; i < pos.length; i++) {
-      const run = into[sorted[pos[i] - 1]] as RowRun;
-      run.ts.push(times[i]);
-      run.vs.push(values[i]);
+    const runs = new Map<number, { ts: number[]; vs: number[] }>();
+    for (const idx of sorted) runs.set(idx, { ts: [], vs: [] });
+    if (reader.currentRowCount > 0) {
+      const [pos, times, values] = reader.getColumns() as [number[], number[], number[]];
+      for (let i = 0; i < pos.length; i++) {
+        const run = runs.get(sorted[pos[i] - 1]) as { ts: number[]; vs: number[] };
+        run.ts.push(times[i]);
+        run.vs.push(values[i]);
+      }
     }
+    const out = new Map<number, { ts: Float64Array; vs: Float64Array }>();
+    for (const [idx, run] of runs) out.set(idx, { ts: Float64Array.from(run.ts), vs: Float64Array.from(run.vs) });
+    return out;
+  }
+
+  async series(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number, limits?: SelectLimits): Promise<Label[][]> {
+    const tracker = new LimitTracker(limits);
+    const q = this.query(tenant, matchers, startMs, endMs);
+    return this.read(async (c) => {
+      const found = await this.seriesInRange(c, tenant, q);
+      found.sort((a, b) => compareLabels(a.labels, b.labels));
+      return found.map((s) => {
+        tracker.addSeries();
+        return s.labels;
+      });
+    });
   }
 
   async labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]> {
@@ -798,9 +1026,11 @@ class DuckDbMetricStore implements RollupStore {
     const range = q.range;
     const params = rangeParams(tenant, candidates, range);
     const present = new Set<number>();
-    const reader = await c.runAndReadAll(SERIES_WITH_SAMPLES, params, RANGE_TYPES);
+    const reader = await c.runAndReadAll(SERIES_WITH_SAMPLES(!(await idsShared(c, params))), params, RANGE_TYPES);
     if (reader.currentRowCount > 0) for (const idx of reader.getColumns()[0]) present.add(idx as number);
-    for (const row of (await c.runAndReadAll(SELECT_CHUNKS, params, RANGE_TYPES)).getRows()) {
+    // As in `readSamples`: no sealed chunk can hold a sample after `sealedUntil`.
+    const chunkRows = range.startMs <= this.sealedUntil ? (await c.runAndReadAll(SELECT_CHUNKS, params, RANGE_TYPES)).getRows() : [];
+    for (const row of chunkRows) {
       const [idx, start, end] = row as [number, number, number];
       if (present.has(idx)) continue;
       // A chunk inside the range surely has a sample in it; one straddling an edge is read.
@@ -815,11 +1045,29 @@ class DuckDbMetricStore implements RollupStore {
    * Records which finest-tier windows the batch touched, in the write transaction, so a
    * batch and its dirty marks commit together: the compactor can never miss a window.
    */
-  private async markDirty(tenant: string, batch: PreparedBatch): Promise<void> {
+  private markDirty(tenant: string, batch: PreparedBatch): Promise<void> {
+    return this.markDirtyRange(tenant, batch.sampleCount, batch.minTs, batch.maxTs, function* () {
+      for (const s of batch.series) yield* s.timestampsMs;
+    });
+  }
+
+  /** `markDirty` given a batch's sample count, bounds and (walked only when needed) timestamps. */
+  private async markDirtyRange(tenant: string, sampleCount: number, minTs: number, maxTs: number, timestamps: () => Iterable<number>): Promise<void> {
     const finest = this.retention.tiers[0];
     if (finest === undefined) return;
     const windows = new Set<number>();
-    for (const s of batch.series) for (const t of s.timestampsMs) windows.add(windowStart(t, finest.resolutionMs));
+    if (sampleCount > 0) {
+      // Agents send recent samples: the whole batch usually lies in one window or two
+      // adjacent ones, which its bounds name without walking every timestamp.
+      const first = windowStart(minTs, finest.resolutionMs);
+      const last = windowStart(maxTs, finest.resolutionMs);
+      if (last - first <= finest.resolutionMs) {
+        windows.add(first);
+        windows.add(last);
+      } else {
+        for (const t of timestamps()) windows.add(windowStart(t, finest.resolutionMs));
+      }
+    }
     this.statements.dirty.bind(
       { tenant, res: BigInt(finest.resolutionMs), windows: listValue([...windows].map(BigInt)) },
       { tenant: VARCHAR, res: BIGINT, windows: LIST(BIGINT) },
@@ -1100,6 +1348,7 @@ class DuckDbMetricStore implements RollupStore {
       // Deleted series must be written to the series table again if they come back.
       this.knownSeries.clear();
       this.knownSeriesCount = 0;
+      this.seriesEpoch++;
     }
     await c.run('CHECKPOINT');
     const result = { samplesDeleted, rollupsDeleted, seriesDeleted };
@@ -1160,20 +1409,17 @@ interface SampleRun {
   unsorted: boolean;
 }
 
-/** One series' rows as read: `disordered` when not in time order, `ties` when two share a time. */
-interface RowRun {
-  ts: number[];
-  vs: number[];
-  disordered: boolean;
-  ties: boolean;
-}
+/** `readSamples` flags per series: rows arrived out of time order; two rows share a time. */
+const DISORDERED = 1;
+const TIED = 2;
 
-/** Puts a series' rows (with no two sharing a timestamp) in time order. */
-function sortByTime(run: RowRun): void {
-  const order = run.ts.map((_, i) => i).sort((a, b) => run.ts[a] - run.ts[b]);
-  run.ts = order.map((i) => run.ts[i]);
-  run.vs = order.map((i) => run.vs[i]);
-  run.disordered = false;
+/** Puts a series' rows (with no two sharing a timestamp) in time order, in place. */
+function sortByTime(ts: Float64Array, vs: Float64Array): void {
+  const order = Array.from({ length: ts.length }, (_, i) => i).sort((a, b) => ts[a] - ts[b]);
+  const t2 = Float64Array.from(order, (i) => ts[i]);
+  const v2 = Float64Array.from(order, (i) => vs[i]);
+  ts.set(t2);
+  vs.set(v2);
 }
 
 /** Samples of `blobs` (in seal order) within `range`; flagged unsorted when chunks interleave. */
@@ -1209,6 +1455,12 @@ function finishRun(run: SampleRun): void {
   run.unsorted = false;
 }
 
+/** Whether another tenant has a series with one of `params.ids` (`OTHER_TENANT_HAS_IDS`). */
+async function idsShared(c: DuckDBConnection, params: ReturnType<typeof rangeParams>): Promise<boolean> {
+  const reader = await c.runAndReadAll(OTHER_TENANT_HAS_IDS, { tenant: params.tenant, ids: params.ids }, { ids: RANGE_TYPES.ids });
+  return reader.currentRowCount > 0;
+}
+
 function rangeParams(tenant: string, candidates: readonly Candidate[], range: TimeRange) {
   return {
     tenant,
@@ -1230,31 +1482,95 @@ const SAMPLE_COLUMNS = [VARCHAR, UBIGINT, BIGINT, DOUBLE];
  * are 3–4× faster than the INSERT.
  */
 function appendSamples(appender: DuckDBAppender, tenant: string, batch: PreparedBatch, ids: readonly bigint[]): void {
-  let tenants: string[] = [];
-  let seriesIds: bigint[] = [];
-  let times: bigint[] = [];
-  let values: number[] = [];
+  // Rows go straight into the chunk's typed vectors: no per-row arrays to build and
+  // convert again (setColumns), measured about 10% cheaper per appended row.
+  let chunk = DuckDBDataChunk.create(SAMPLE_COLUMNS, CHUNK_ROWS);
+  let tenants = chunk.getColumnVector(0) as DuckDBVarCharVector;
+  let seriesIds = chunk.getColumnVector(1) as DuckDBUBigIntVector;
+  let times = chunk.getColumnVector(2) as DuckDBBigIntVector;
+  let values = chunk.getColumnVector(3) as DuckDBDoubleVector;
+  let row = 0;
   const flush = () => {
-    const chunk = DuckDBDataChunk.create(SAMPLE_COLUMNS, tenants.length);
-    chunk.setColumns([tenants, seriesIds, times, values]);
+    chunk.rowCount = row;
+    tenants.flush();
+    seriesIds.flush();
+    times.flush();
+    values.flush();
     appender.appendDataChunk(chunk);
-    tenants = [];
-    seriesIds = [];
-    times = [];
-    values = [];
+    chunk = DuckDBDataChunk.create(SAMPLE_COLUMNS, CHUNK_ROWS);
+    tenants = chunk.getColumnVector(0) as DuckDBVarCharVector;
+    seriesIds = chunk.getColumnVector(1) as DuckDBUBigIntVector;
+    times = chunk.getColumnVector(2) as DuckDBBigIntVector;
+    values = chunk.getColumnVector(3) as DuckDBDoubleVector;
+    row = 0;
   };
-  batch.series.forEach((s, i) => {
+  for (let i = 0; i < batch.series.length; i++) {
+    const s = batch.series[i];
     const id = ids[i];
     for (let j = 0; j < s.timestampsMs.length; j++) {
-      tenants.push(tenant);
-      seriesIds.push(id);
-      times.push(BigInt(s.timestampsMs[j]));
-      values.push(s.values[j]);
-      if (tenants.length === CHUNK_ROWS) flush();
+      tenants.setItem(row, tenant);
+      seriesIds.setItem(row, id);
+      times.setItem(row, BigInt(s.timestampsMs[j]));
+      values.setItem(row, s.values[j]);
+      if (++row === CHUNK_ROWS) flush();
     }
-  });
-  if (tenants.length > 0) flush();
+  }
+  if (row > 0) flush();
 }
+
+/**
+ * Appends a columnar batch in chunks, writing ids, timestamps and values straight into the
+ * vectors' typed arrays: 64-bit integers as two 32-bit halves (exact for safe integers),
+ * so no BigInt is made per row, and values as one copy. Only the tenant goes through
+ * `setItem`. Falls back to `setItem` should a client version keep its arrays elsewhere.
+ */
+function appendColumns(appender: DuckDBAppender, tenant: string, batch: ResolvedColumns): void {
+  for (let start = 0; start < batch.rowCount; start += CHUNK_ROWS) {
+    const rows = Math.min(CHUNK_ROWS, batch.rowCount - start);
+    const chunk = DuckDBDataChunk.create(SAMPLE_COLUMNS, rows);
+    const tenants = chunk.getColumnVector(0) as DuckDBVarCharVector;
+    const seriesIds = chunk.getColumnVector(1) as DuckDBUBigIntVector;
+    const times = chunk.getColumnVector(2) as DuckDBBigIntVector;
+    const values = chunk.getColumnVector(3) as DuckDBDoubleVector;
+    for (let j = 0; j < rows; j++) tenants.setItem(j, tenant);
+    const idWords = int32Words(seriesIds, rows);
+    const tsWords = int32Words(times, rows);
+    const valueItems = (values as unknown as { items?: unknown }).items;
+    if (idWords !== undefined && tsWords !== undefined && valueItems instanceof Float64Array && valueItems.length >= rows) {
+      for (let j = 0; j < rows; j++) {
+        const r = batch.rows[start + j]!;
+        idWords[2 * j] = r.lo;
+        idWords[2 * j + 1] = r.hi;
+        const t = batch.timestampsMs[start + j]!;
+        // Safe integers only (checked): the low word modulo 2^32, the high word floored.
+        const hi = Math.floor(t / 4294967296);
+        tsWords[2 * j] = t - hi * 4294967296;
+        tsWords[2 * j + 1] = hi;
+      }
+      valueItems.set(batch.values.subarray(start, start + rows));
+    } else {
+      for (let j = 0; j < rows; j++) {
+        seriesIds.setItem(j, batch.rows[start + j]!.id);
+        times.setItem(j, BigInt(batch.timestampsMs[start + j]!));
+        values.setItem(j, batch.values[start + j]!);
+      }
+    }
+    tenants.flush();
+    seriesIds.flush();
+    times.flush();
+    values.flush();
+    appender.appendDataChunk(chunk);
+  }
+}
+
+/** A little-endian view of a 64-bit vector's items as 32-bit words, if reachable. */
+function int32Words(vector: DuckDBUBigIntVector | DuckDBBigIntVector, rows: number): Int32Array | undefined {
+  const items = (vector as unknown as { items?: unknown }).items;
+  if (!littleEndian || !(items instanceof BigInt64Array || items instanceof BigUint64Array) || items.length < rows) return undefined;
+  return new Int32Array(items.buffer, items.byteOffset, rows * 2);
+}
+
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Runs `fill` against an appender and closes it (which flushes into the open transaction). */
 function appendAll(appender: DuckDBAppender, fill: () => void): void {

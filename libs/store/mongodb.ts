@@ -53,7 +53,7 @@ import {
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
-import type { SelectLimits, WriteResult } from './port.js';
+import type { SelectLimits, SeriesColumns, WriteResult } from './port.js';
 import { aggregateWindows, DEFAULT_RETENTION, mergeWindows, pickTier, validateRetention, windowStart } from './rollup.js';
 import type {
   CompactionResult,
@@ -362,6 +362,30 @@ class MongoMetricStore implements RollupStore {
         await cursor.close();
       }
       return [...groups.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+    });
+  }
+
+  async selectColumns(
+    tenant: string,
+    matchers: readonly Matcher[],
+    startMs: number,
+    endMs: number,
+    limits?: SelectLimits,
+  ): Promise<SeriesColumns[]> {
+    const found = await this.select(tenant, matchers, startMs, endMs, limits);
+    return found.map((s) => ({ labels: s.labels as Label[], timestampsMs: Float64Array.from(s.timestampsMs), values: Float64Array.from(s.values) }));
+  }
+
+  async series(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number, limits?: SelectLimits): Promise<Label[][]> {
+    const tracker = new LimitTracker(limits);
+    const q = this.query(tenant, matchers, startMs, endMs);
+    return this.track(async () => {
+      const found = await this.seriesInRange(tenant, matchers, q.range);
+      found.sort((a, b) => compareLabels(a.labels, b.labels));
+      return found.map((s) => {
+        tracker.addSeries();
+        return s.labels;
+      });
     });
   }
 

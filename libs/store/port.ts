@@ -3,7 +3,7 @@
  * trace of the database behind it. Adapters (DuckDB embedded, MongoDB in production, an
  * in-memory fake for tests) all pass the one contract suite in `contract.ts`.
  */
-import type { Matcher, SeriesSamples } from '../model/index.js';
+import type { Label, Labels, Matcher, SeriesSamples } from '../model/index.js';
 
 /** Outcome of one `MetricStore.write`. */
 export interface WriteResult {
@@ -11,6 +11,16 @@ export interface WriteResult {
   readonly samplesWritten: number;
   /** True when this (tenant, batch id) had already been stored, so nothing was written. */
   readonly duplicate: boolean;
+}
+
+/** A batch of samples as columns, one row per sample (see `MetricStore.writeColumns`). */
+export interface SampleColumns {
+  /** Rows in use: the arrays may be longer. */
+  readonly rowCount: number;
+  /** Label set of each row. */
+  readonly labels: readonly Labels[];
+  readonly timestampsMs: Float64Array;
+  readonly values: Float64Array;
 }
 
 /**
@@ -22,6 +32,17 @@ export interface SelectLimits {
   readonly maxSeries?: number;
   /** Most samples, summed over all series, the answer may hold. */
   readonly maxSamples?: number;
+}
+
+/**
+ * One series as `selectColumns` answers it: `SeriesSamples` with the samples in typed
+ * arrays. The arrays belong to the caller (the store keeps no reference to them), but may
+ * be views of one buffer shared by the whole answer.
+ */
+export interface SeriesColumns {
+  readonly labels: Label[];
+  readonly timestampsMs: Float64Array;
+  readonly values: Float64Array;
 }
 
 /**
@@ -45,6 +66,18 @@ export interface MetricStore {
   write(tenant: string, batchId: string, series: readonly SeriesSamples[]): Promise<WriteResult>;
 
   /**
+   * `write` for a batch held as columns: exactly what `write` does with one series per row
+   * (`{ labels: labels[i], timestampsMs: [timestampsMs[i]], values: [values[i]] }`).
+   * Optional: a caller uses it when present and falls back to `write`. Why: the sample
+   * consumer decodes 10 000-series batches straight into these columns, and an adapter
+   * that appends columns (DuckDB) then builds no object per series; label sets passed
+   * frozen (the same array for the same series, batch after batch) are resolved to the
+   * stored series once, not once per batch. The arrays are read before the promise
+   * settles and are not kept.
+   */
+  writeColumns?(tenant: string, batchId: string, columns: SampleColumns): Promise<WriteResult>;
+
+  /**
    * Series matching every matcher with their samples in `[startMs, endMs]`. Series without
    * samples in the range are left out. Series come sorted by label set, samples by time.
    * Rejects with `StoreLimitError` when an answer would cross a limit.
@@ -56,6 +89,27 @@ export interface MetricStore {
     endMs: number,
     limits?: SelectLimits,
   ): Promise<SeriesSamples[]>;
+
+  /**
+   * `select`, with each series' samples in `Float64Array`s: what the query engine reads,
+   * which then keeps them as they are instead of copying every sample into arrays of its
+   * own (and leaves the garbage collector one buffer instead of two growing arrays per
+   * series). Same series, samples, order and limits as `select`.
+   */
+  selectColumns(
+    tenant: string,
+    matchers: readonly Matcher[],
+    startMs: number,
+    endMs: number,
+    limits?: SelectLimits,
+  ): Promise<SeriesColumns[]>;
+
+  /**
+   * `select` with the samples left in storage: the label sets of the series matching every
+   * matcher that have a sample in `[startMs, endMs]`, sorted. Its cost follows the series,
+   * not the samples, so only `limits.maxSeries` applies (rejects with `StoreLimitError`).
+   */
+  series(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number, limits?: SelectLimits): Promise<Label[][]>;
 
   /** Sorted distinct label names of the matching series with samples in `[startMs, endMs]`. */
   labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]>;

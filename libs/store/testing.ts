@@ -7,7 +7,9 @@
 import { matchesAll } from '../model/index.js';
 import type { CompiledMatcher, Label, Matcher, SeriesSamples } from '../model/index.js';
 import {
+  checkColumns,
   checkTenant,
+  columnsToSeries,
   compareLabels,
   compileMatchers,
   LimitTracker,
@@ -18,7 +20,7 @@ import {
 } from './common.js';
 import type { TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
-import type { MetricStore, SelectLimits, WriteResult } from './port.js';
+import type { MetricStore, SampleColumns, SelectLimits, SeriesColumns, WriteResult } from './port.js';
 
 interface MemorySeries {
   readonly labels: Label[];
@@ -35,6 +37,12 @@ interface TenantData {
 class MemoryMetricStore implements MetricStore {
   private readonly tenants = new Map<string, TenantData>();
   private closed = false;
+
+  async writeColumns(tenant: string, batchId: string, columns: SampleColumns): Promise<WriteResult> {
+    this.checkOpen();
+    checkColumns(tenant, batchId, columns);
+    return this.write(tenant, batchId, columnsToSeries(columns));
+  }
 
   async write(tenant: string, batchId: string, series: readonly SeriesSamples[]): Promise<WriteResult> {
     this.checkOpen();
@@ -84,6 +92,26 @@ class MemoryMetricStore implements MetricStore {
       });
     }
     return out;
+  }
+
+  async selectColumns(
+    tenant: string,
+    matchers: readonly Matcher[],
+    startMs: number,
+    endMs: number,
+    limits?: SelectLimits,
+  ): Promise<SeriesColumns[]> {
+    const found = await this.select(tenant, matchers, startMs, endMs, limits);
+    return found.map((s) => ({ labels: s.labels as Label[], timestampsMs: Float64Array.from(s.timestampsMs), values: Float64Array.from(s.values) }));
+  }
+
+  async series(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number, limits?: SelectLimits): Promise<Label[][]> {
+    this.checkOpen();
+    const tracker = new LimitTracker(limits);
+    return this.matching(tenant, matchers, startMs, endMs).map((m) => {
+      tracker.addSeries();
+      return m.series.labels.map((l) => ({ ...l }));
+    });
   }
 
   async labelNames(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number): Promise<string[]> {

@@ -117,6 +117,8 @@ describe('Prometheus HTTP API routes', () => {
     const slow: MetricStore = {
       write: (...a) => store.write(...a),
       select: async (...a) => (await new Promise((r) => setTimeout(r, 50)), store.select(...a)),
+      selectColumns: async (...a) => (await new Promise((r) => setTimeout(r, 50)), store.selectColumns(...a)),
+      series: (...a) => store.series(...a),
       labelNames: (...a) => store.labelNames(...a),
       labelValues: (...a) => store.labelValues(...a),
       close: () => store.close(),
@@ -147,6 +149,11 @@ describe('Prometheus HTTP API routes', () => {
   it('serves series and label values only for the tenant', async () => {
     assert.deepEqual((await call('/api/v1/series?match[]=up')).body.data, [{ __name__: 'up', job: 'a' }]);
     assert.deepEqual((await call('/api/v1/label/job/values')).body.data, ['a']);
+    // A series-only read: 82 samples in range, over the 50-sample limit, yet no error.
+    assert.deepEqual((await call(`/api/v1/series?match[]=${encodeURIComponent('{__name__=~".+"}')}&start=${base / 1000}&end=${(base + 600_000) / 1000}`)).body.data, [
+      { __name__: 'reqs_total', job: 'a' },
+      { __name__: 'up', job: 'a' },
+    ]);
     // An inverted range selects nothing, as in Prometheus.
     assert.deepEqual((await call(`/api/v1/labels?start=${base / 1000}&end=${base / 1000 - 1}`)).body, { status: 'success', data: [] });
     assert.deepEqual((await call('/api/v1/label/job/values', { token: await auth.token(['reader'], 'other') })).body.data, ['secret']);

@@ -42,7 +42,7 @@ export class ResolutionError extends InvalidArgumentError {
 export function tenantQueryable(store: MetricStore, tenant: string, limits: QueryLimits, now: () => number = Date.now): Queryable {
   const selectLimits = { maxSeries: limits.maxSeries, maxSamples: limits.maxSamples };
   const q: Queryable = {
-    select: (matchers: readonly Matcher[], startMs: number, endMs: number) => store.select(tenant, matchers, startMs, endMs, selectLimits),
+    select: (matchers: readonly Matcher[], startMs: number, endMs: number) => store.selectColumns(tenant, matchers, startMs, endMs, selectLimits),
   };
   if (!isRollupStore(store) || store.retention.tiers.length === 0) return q;
   const rollups: RollupSource<QuantileSketch> = {
@@ -102,14 +102,14 @@ export class Querier {
 
   /**
    * Label sets of the series matching any of the selectors in the range, sorted and
-   * de-duplicated. The store has no series-only read yet, so this selects the samples and
-   * drops them: its cost grows with the samples in the range, and the sample limit applies.
+   * de-duplicated. A series-only read: no samples leave the store, so its cost follows the
+   * matching series rather than the time range, and only the series limit applies.
    */
   async series(tenant: string, selectors: readonly (readonly Matcher[])[], startMs: number, endMs: number): Promise<Label[][]> {
     const seen = new Map<string, Label[]>();
     for (const matchers of selectors) {
-      const found = await this.store.select(tenant, matchers, startMs, endMs, { maxSeries: this.limits.maxSeries, maxSamples: this.limits.maxSamples });
-      for (const s of found) seen.set(JSON.stringify(s.labels), [...s.labels]);
+      const found = await this.store.series(tenant, matchers, startMs, endMs, { maxSeries: this.limits.maxSeries });
+      for (const labels of found) seen.set(JSON.stringify(labels), labels);
     }
     return [...seen.values()].sort(compareLabelSets);
   }

@@ -79,8 +79,8 @@ export class QueryServiceImpl implements ServiceImpl<typeof QueryService> {
   }
 
   /**
-   * Label sets of the series matching any selector in the range. Reads the samples and
-   * drops them (the store has no series-only read), so the sample limit applies.
+   * Label sets of the series matching any selector in the range, read without their
+   * samples (the series limit applies, the sample limit does not).
    */
   async listSeries(req: ListSeriesRequest, ctx: HandlerContext): Promise<ListSeriesResponse> {
     const { tenant } = requirePrincipal(ctx);
