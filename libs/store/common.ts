@@ -7,7 +7,7 @@
 import { canonicalLabels, compileMatcher, METRIC_NAME_LABEL } from '../model/index.js';
 import type { CompiledMatcher, Label, Labels, Matcher, SeriesSamples } from '../model/index.js';
 import { StoreInputError, StoreLimitError } from './errors.js';
-import type { SelectLimits } from './port.js';
+import type { SampleColumns, SelectLimits } from './port.js';
 
 /**
  * Orders label sets as Prometheus does (`labels.Compare`): pairwise by name, then value;
@@ -77,7 +77,7 @@ export function checkTenant(tenant: string): void {
 }
 
 /** Canonical form and identity of one label set (what `prepareBatch` derives from it). */
-interface SeriesIdentity {
+export interface SeriesIdentity {
   readonly labels: Label[];
   readonly key: string;
   readonly metric: string;
@@ -99,7 +99,11 @@ function deeplyFrozen(labels: Labels): boolean {
   return true;
 }
 
-function identityOf(labelsIn: Labels, field: string): SeriesIdentity {
+/**
+ * Canonical form, key and metric of a label set; throws `StoreInputError` (naming `field`)
+ * for a set that is empty or repeats a name. Remembered for deeply frozen sets.
+ */
+export function identityOf(labelsIn: Labels, field: string): SeriesIdentity {
   // Only deeply frozen sets are ever remembered, and freezing cannot be undone: a hit
   // needs no second check.
   const known = frozenIdentities.get(labelsIn);
@@ -175,6 +179,45 @@ export function prepareBatch(tenant: string, batchId: string, series: readonly S
     sampleCount += n;
   }
   return { series: [...byKey.values()], sampleCount, minTs, maxTs };
+}
+
+/** A columnar batch, checked (see `MetricStore.writeColumns`). */
+export interface CheckedColumns {
+  /** Oldest and newest timestamp (±Infinity when there are no rows). */
+  readonly minTs: number;
+  readonly maxTs: number;
+}
+
+/**
+ * Validates a columnar batch as `prepareBatch` validates series: the same errors for a
+ * bad tenant, batch id or timestamp. Label sets are checked where they are resolved.
+ */
+export function checkColumns(tenant: string, batchId: string, columns: SampleColumns): CheckedColumns {
+  checkTenant(tenant);
+  if (typeof batchId !== 'string' || batchId === '') throw new StoreInputError('batchId', 'must be a non-empty string');
+  const { rowCount: n, labels, timestampsMs, values } = columns;
+  if (!Number.isSafeInteger(n) || n < 0) throw new StoreInputError('columns.rowCount', 'must be a non-negative integer');
+  if (!Array.isArray(labels) || labels.length < n) throw new StoreInputError('columns.labels', `must hold a label set for each of ${n} rows`);
+  if (!(timestampsMs instanceof Float64Array) || timestampsMs.length < n) throw new StoreInputError('columns.timestampsMs', `must be a Float64Array of at least ${n} rows`);
+  if (!(values instanceof Float64Array) || values.length < n) throw new StoreInputError('columns.values', `must be a Float64Array of at least ${n} rows`);
+  let minTs = Infinity;
+  let maxTs = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const t = timestampsMs[i]!;
+    if (!Number.isSafeInteger(t)) throw new StoreInputError(`columns.timestampsMs[${i}]`, 'must be an integer number of milliseconds');
+    if (t < minTs) minTs = t;
+    if (t > maxTs) maxTs = t;
+  }
+  return { minTs, maxTs };
+}
+
+/** The rows of a columnar batch as series, one per row: what `write` stores identically. */
+export function columnsToSeries(columns: SampleColumns): SeriesSamples[] {
+  const out: SeriesSamples[] = new Array(columns.rowCount);
+  for (let i = 0; i < columns.rowCount; i++) {
+    out[i] = { labels: columns.labels[i]!, timestampsMs: [columns.timestampsMs[i]!], values: [columns.values[i]!] };
+  }
+  return out;
 }
 
 /**

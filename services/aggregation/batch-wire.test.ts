@@ -28,6 +28,28 @@ describe('SeriesDecoder', () => {
     assert.ok(Object.is(s.values[3], -0));
   });
 
+  it('decodes a batch into columns, one row per sample, with interned label sets', () => {
+    const d = new SeriesDecoder();
+    const x = [{ name: '__name__', value: 'x' }];
+    const batch = [
+      encode({ labels: x, timestampsMs: [1n], values: [10] }),
+      encode({ labels: [{ name: '__name__', value: 'y' }], timestampsMs: [], values: [] }),
+      encode({ labels: [{ name: '__name__', value: 'z' }], timestampsMs: [2n, 3n], values: [20, 30] }),
+      encode({ labels: x, timestampsMs: [-4n], values: [NaN] }),
+    ];
+    const c = d.decodeColumns(batch);
+    assert.equal(c.rowCount, 4);
+    assert.deepEqual([...c.timestampsMs.subarray(0, 4)], [1, 2, 3, -4]);
+    assert.deepEqual([...c.values.subarray(0, 4)], [10, 20, 30, NaN]);
+    assert.equal(c.labels[0], c.labels[3]);
+    assert.equal(c.labels[1], c.labels[2]);
+    assert.deepEqual(c.labels[1]!.map((l) => l.value), ['z']);
+    // The same bytes in the next batch give the same frozen array (what the store caches by).
+    assert.equal(d.decodeColumns(batch.slice(0, 1)).labels[0], c.labels[0]);
+    assert.ok(Object.isFrozen(c.labels[0]));
+    assert.throws(() => d.decodeColumns([encode({ labels: x, timestampsMs: [1n, 2n], values: [1] })]), MalformedSeriesError);
+  });
+
   it('hands out the same frozen label set for the same encoded labels', () => {
     const d = new SeriesDecoder();
     const a = d.decode(encode({ labels: [{ name: '__name__', value: 'x' }], timestampsMs: [1n], values: [1] }));

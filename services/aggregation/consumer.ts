@@ -11,8 +11,8 @@ import type { Registry } from 'prom-client';
 import { PoisonMessageError, type Bus, type ConsumerHandle } from '../../libs/bus/index.js';
 import { counter } from '../../libs/runtime/metrics.js';
 import type { Logger } from '../../libs/runtime/logger.js';
-import type { MetricStore } from '../../libs/store/index.js';
-import { MalformedSeriesError, SampleBatchFrameSchema, type SampleBatchFrame } from '../../libs/model/index.js';
+import type { MetricStore, SampleColumns } from '../../libs/store/index.js';
+import { MalformedSeriesError, SampleBatchFrameSchema, type SampleBatchFrame, type SeriesSamples } from '../../libs/model/index.js';
 import { SeriesDecoder } from './batch-wire.js';
 
 /** Starts consuming sample batches into `store`. */
@@ -33,16 +33,20 @@ export async function startSampleConsumer(bus: Bus, store: MetricStore, registry
     if (batch.tenant !== meta.tenant) {
       throw new PoisonMessageError(`batch tenant ${JSON.stringify(batch.tenant)} does not match subject tenant ${JSON.stringify(meta.tenant)}`);
     }
-    let series;
+    // Columns when the store takes them (no object per series; see `writeColumns`).
+    const columnar = store.writeColumns !== undefined;
+    let series: SeriesSamples[] | undefined;
+    let columns: SampleColumns | undefined;
     try {
-      series = decoder.decodeAll(batch.series);
+      if (columnar) columns = decoder.decodeColumns(batch.series);
+      else series = decoder.decodeAll(batch.series);
     } catch (err) {
       if (err instanceof MalformedSeriesError) throw new PoisonMessageError(`cannot decode a series of batch ${JSON.stringify(batch.batchId)}: ${err.message}`, { cause: err });
       throw err;
     }
     const result = await tracer.startActiveSpan('store.write', { attributes: { 'telemesh.tenant': batch.tenant, 'telemesh.batch_id': batch.batchId } }, async (span) => {
       try {
-        return await store.write(batch.tenant, batch.batchId, series);
+        return columns !== undefined ? await store.writeColumns!(batch.tenant, batch.batchId, columns) : await store.write(batch.tenant, batch.batchId, series!);
       } finally {
         span.end();
       }
