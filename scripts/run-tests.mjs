@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Runs every *.test.ts under the source folders with Node's own test runner (TypeScript
-// through tsx). Extra arguments are passed through, e.g. a file list to run only those.
+// through tsx). Extra arguments are passed through: files or folders to run only those,
+// and `--` flags for the test runner.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const roots = ['libs', 'services', 'cmd', 'test'];
 const args = process.argv.slice(2);
-const files = args.filter((a) => !a.startsWith('--'));
+const selected = args.filter((a) => !a.startsWith('--'));
 const flags = args.filter((a) => a.startsWith('--'));
 
 function walk(dir, out) {
@@ -25,7 +26,12 @@ function walk(dir, out) {
   }
 }
 
-if (files.length === 0) for (const r of roots) walk(r, files);
+const files = [];
+// A folder stands for the test files under it; with nothing selected, every source folder.
+for (const p of selected.length === 0 ? roots : selected) {
+  if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) walk(p, files);
+  else files.push(p);
+}
 files.sort();
 const res = spawnSync(
   process.execPath,
