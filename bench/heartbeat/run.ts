@@ -4,7 +4,7 @@
  * Phase 1 — one heartbeat replica (`telemesh serve --target=heartbeat`, its own process, so
  * its CPU and RSS are measured alone) and N simulated agents (default 10,000) at a 1 s
  * interval, each on its own gRPC bidi stream (streams multiplexed over a pool of HTTP/2
- * connections; the simulator in sim.ts uses @grpc/grpc-js, see there why not the SDK).
+ * connections; the simulator in sim.ts frames gRPC itself on node:http2, see there why).
  * After a steady period: kill a random 1% abruptly (stream
  * reset, no goodbye) and freeze another 1% (stream open, no heartbeats), and measure the
  * time from each failure to its `dead` event (p50/p99/max per kind), then keep running to
@@ -18,8 +18,9 @@
  *
  * Bounded: a default run takes about 6–7 minutes. Flags: `--agents=10000`,
  * `--soak=150` (phase 1 seconds after ramp-up; `--soak=300` for the full 5-minute run),
- * `--phase2=90` (seconds; 0 skips it), `--connections=250` (HTTP/2 connections the agents share; Node's default 10 MB per-session memory cap refuses streams beyond ~50 per connection), `--out=heartbeat.json` (file under bench/results), `--load=0` (extra busy-loop
- * processes to load the machine). Everything binds 127.0.0.1; results go to
+ * `--phase2=90` (seconds; 0 skips it), `--connections=250` (HTTP/2 connections the agents
+ * share), `--out=heartbeat.json` (file under bench/results), `--load=0` (extra busy-loop
+ * processes to load the machine). The simulator's own CPU is reported beside the service's. Everything binds 127.0.0.1; results go to
  * bench/results/heartbeat.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,7 +38,7 @@ import { AgentEventSchema } from '../../libs/contracts/telemesh/events/v1/events
 import { AgentState, type Agent } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_pb.js';
 import { HeartbeatService } from '../../libs/contracts/telemesh/heartbeat/v1/heartbeat_service_pb.js';
 import { mintToken } from '../../libs/runtime/auth/index.js';
-import { SimAgent, simClients, startTicker } from './sim.js';
+import { SimAgent, simConnections, startTicker, streamEnds, type SimConnection } from './sim.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const BIN = join(ROOT, 'cmd', 'telemesh.js');
@@ -79,8 +80,11 @@ class ServiceProc {
     secret: string,
     dataDir: string,
   ) {
-    const prof = process.env.BENCH_SERVICE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVICE_PROF}`] : [];
-    this.child = spawn(process.execPath, [...prof, BIN, 'serve', '--target=heartbeat'], {
+    // V8's tick log is written as it goes, so a profile survives a service that is killed.
+    const prof = process.env.BENCH_SERVICE_PROF ? ['--prof', '--no-logfile-per-isolate', `--logfile=${join(process.env.BENCH_SERVICE_PROF, `${name}.v8.log`)}`] : [];
+    // Extra node flags for the service, e.g. `--heapsnapshot-signal=SIGUSR2` to inspect memory.
+    const flags = (process.env.BENCH_SERVICE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+    this.child = spawn(process.execPath, [...prof, ...flags, BIN, 'serve', '--target=heartbeat'], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',
@@ -128,6 +132,16 @@ class ServiceProc {
     const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
     return { cpuS, rss };
   }
+  /** V8 heap used and off-heap ("external", e.g. buffers) bytes, from the service's own /metrics. */
+  async heap(): Promise<{ heapUsed: number; external: number }> {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${this.http}/metrics`)).text();
+      const read = (name: string) => Number(new RegExp(`^telemesh_${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+      return { heapUsed: read('nodejs_heap_size_used_bytes'), external: read('nodejs_external_memory_bytes') };
+    } catch {
+      return { heapUsed: NaN, external: NaN };
+    }
+  }
   kill(signal: NodeJS.Signals): void {
     if (this.child.exitCode === null) this.child.kill(signal);
   }
@@ -159,14 +173,16 @@ function pick<T>(xs: readonly T[], n: number, exclude: Set<T> = new Set()): T[] 
 }
 
 /** Starts simulated agents in waves so the service is not hit by 10,000 hellos at once. */
-async function startAgents(ids: string[], token: string, clientsFor: (i: number) => ReturnType<typeof simClients>): Promise<{ agents: Map<string, SimAgent>; stop: () => void }> {
+async function startAgents(ids: string[], token: string, connsFor: (i: number) => SimConnection[]): Promise<{ agents: Map<string, SimAgent>; stop: () => void }> {
   const agents = new Map<string, SimAgent>();
-  ids.forEach((id, i) => agents.set(id, new SimAgent(id, i, clientsFor(i), token, { rack: `r${i % 20}` })));
+  ids.forEach((id, i) => agents.set(id, new SimAgent(id, i, connsFor(i), token, { rack: `r${i % 20}` })));
   const stopTicker = startTicker([...agents.values()], INTERVAL_MS);
+  // Waves of 250 hellos every 100 ms (2,500/s offered): faster than one replica accepts
+  // streams, so the ramp time measures the service, not this pacing.
   let i = 0;
   for (const a of agents.values()) {
     a.start();
-    if (++i % 250 === 0) await sleep(200);
+    if (++i % 250 === 0) await sleep(100);
   }
   const end = Date.now() + 120_000;
   let lastReport = Date.now();
@@ -174,7 +190,7 @@ async function startAgents(ids: string[], token: string, clientsFor: (i: number)
     await sleep(250);
     if (Date.now() - lastReport >= 10_000) {
       lastReport = Date.now();
-      out(`    … ${[...agents.values()].filter((a) => a.connected).length}/${ids.length} connected`);
+      out(`    … ${[...agents.values()].filter((a) => a.connected).length}/${ids.length} connected; stream ends so far: ${JSON.stringify(Object.fromEntries(streamEnds))}`);
     }
   }
   return {
@@ -202,7 +218,8 @@ async function listAll(url: string, token: string): Promise<Agent[]> {
   const all: Agent[] = [];
   let pageToken = '';
   do {
-    const p = await c.listAgents({ pageSize: 5000, pageToken }, { headers: { authorization: `Bearer ${token}` } });
+    // Bounded, so a saturated service fails the listing instead of hanging the benchmark.
+    const p = await c.listAgents({ pageSize: 5000, pageToken }, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 60_000 });
     all.push(...p.agents);
     pageToken = p.nextPageToken;
   } while (pageToken !== '');
@@ -219,18 +236,24 @@ async function phase1(secret: string, agentToken: string, readerToken: string, d
   let sim: Awaited<ReturnType<typeof startAgents>> | undefined;
   try {
     await svc.ready();
-    const clients = simClients(ROOT, `127.0.0.1:${svc.grpc}`, CONNECTIONS);
+    const conns = simConnections(`127.0.0.1:${svc.grpc}`, CONNECTIONS);
     const ids = Array.from({ length: AGENTS }, (_, i) => `agent-${String(i).padStart(5, '0')}`);
     const t0 = Date.now();
-    sim = await startAgents(ids, agentToken, (i) => [clients[i % CONNECTIONS]!]);
+    const rampCpu0 = (await svc.usage()).cpuS;
+    sim = await startAgents(ids, agentToken, (i) => [conns[i % CONNECTIONS]!]);
     const agents = sim.agents;
     const connected = [...agents.values()].filter((a) => a.connected).length;
-    out(`  ramp-up: ${connected}/${AGENTS} connected in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const rampS = (Date.now() - t0) / 1000;
+    const rampCpuS = (await svc.usage()).cpuS - rampCpu0;
+    out(`  ramp-up: ${connected}/${AGENTS} connected in ${rampS.toFixed(1)} s; service CPU ${rampCpuS.toFixed(1)} s during it (${((rampCpuS / Math.max(1, connected)) * 1e3).toFixed(2)} ms per connected agent)`);
+    for (const [why, n] of streamEnds) out(`    streams ended during ramp-up ×${n}: ${why}`);
+    streamEnds.clear();
     const rampEnd = Date.now();
     lag.enable();
 
     await sleep(10_000);
     const u0 = await svc.usage();
+    const sim0 = process.cpuUsage();
     const tA = Date.now();
     let peakRss = u0.rss;
     const steadyS = Math.min(30, Math.max(5, SOAK_S / 4));
@@ -240,7 +263,11 @@ async function phase1(secret: string, agentToken: string, readerToken: string, d
     }
     const u1 = await svc.usage();
     const cpuPct = ((u1.cpuS - u0.cpuS) / ((Date.now() - tA) / 1000)) * 100;
-    out(`  steady state: service CPU ${cpuPct.toFixed(1)}% of one core, RSS ${(u1.rss / 2 ** 20).toFixed(0)} MiB (peak ${(peakRss / 2 ** 20).toFixed(0)} MiB)`);
+    const simUsage = process.cpuUsage(sim0);
+    const simCpuPct = ((simUsage.user + simUsage.system) / 1e6 / ((Date.now() - tA) / 1000)) * 100;
+    const heap = await svc.heap();
+    out(`  simulator (this process) CPU ${simCpuPct.toFixed(1)}% of one core`);
+    out(`  steady state: service CPU ${cpuPct.toFixed(1)}% of one core, RSS ${(u1.rss / 2 ** 20).toFixed(0)} MiB (peak ${(peakRss / 2 ** 20).toFixed(0)} MiB; V8 heap used ${(heap.heapUsed / 2 ** 20).toFixed(0)} MiB, external ${(heap.external / 2 ** 20).toFixed(0)} MiB)`);
 
     const n = Math.max(1, Math.round(AGENTS / 100));
     const killed = pick(ids, n);
@@ -279,18 +306,21 @@ async function phase1(secret: string, agentToken: string, readerToken: string, d
     const u2 = await svc.usage();
     out(`  false positives over ${SOAK_S} s: ${new Set(fpDead.map((e) => e.agentId)).size} dead, ${new Set(fpSuspect.map((e) => e.agentId)).size} suspect (of ${AGENTS - failed.size} healthy agents)`);
     out(`  simulator event-loop delay: p99 ${(lag.percentile(99) / 1e6).toFixed(1)} ms, max ${(lag.max / 1e6).toFixed(1)} ms; service peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
-    const list = await listAll(svc.url, readerToken);
+    const list = await listAll(svc.url, readerToken).catch((err: unknown) => (out(`  listing agents failed: ${String(err)}`), [] as Agent[]));
     return {
       agents: AGENTS,
       connected,
+      rampSeconds: Number(rampS.toFixed(1)),
+      rampServiceCpuSeconds: Number(rampCpuS.toFixed(1)),
       intervalMs: INTERVAL_MS,
       soakSeconds: SOAK_S,
-      service: { cpuPercentOfOneCore: Number(cpuPct.toFixed(1)), rssMiB: Number((u1.rss / 2 ** 20).toFixed(1)), peakRssMiB: Number((peakRss / 2 ** 20).toFixed(1)), cpuSecondsTotal: u2.cpuS },
+      service: { cpuPercentOfOneCore: Number(cpuPct.toFixed(1)), rssMiB: Number((u1.rss / 2 ** 20).toFixed(1)), heapUsedMiB: Number((heap.heapUsed / 2 ** 20).toFixed(1)), externalMiB: Number((heap.external / 2 ** 20).toFixed(1)), peakRssMiB: Number((peakRss / 2 ** 20).toFixed(1)), cpuSecondsTotal: u2.cpuS },
       connectionLossToDeadMs: killS,
       silentFailureToDeadMs: frozenS,
       falsePositives: { dead: new Set(fpDead.map((e) => e.agentId)).size, suspect: new Set(fpSuspect.map((e) => e.agentId)).size, examples: fpDead.slice(0, 5) },
       registry: { listed: list.length, alive: list.filter((a) => a.state === AgentState.ALIVE).length, dead: list.filter((a) => a.state === AgentState.DEAD).length },
       simulatorLoopDelayMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+      simulatorCpuPercentOfOneCore: Number(simCpuPct.toFixed(1)),
       targets: {
         connectionLossUnder1500ms: killS.max < 1500 && killS.count === killed.length,
         silentUnder5000ms: frozenS.max < 5000 && frozenS.count === frozen.length,
@@ -316,10 +346,11 @@ async function phase2(secret: string, agentToken: string, readerToken: string, d
   try {
     await Promise.all([a.ready(), b.ready()]);
     const perSide = Math.max(1, Math.floor(CONNECTIONS / 2));
-    const ca = simClients(ROOT, `127.0.0.1:${a.grpc}`, perSide);
-    const cb = simClients(ROOT, `127.0.0.1:${b.grpc}`, perSide);
+    const ca = simConnections(`127.0.0.1:${a.grpc}`, perSide);
+    const cb = simConnections(`127.0.0.1:${b.grpc}`, perSide);
     const ids = Array.from({ length: AGENTS }, (_, i) => `agent-${String(i).padStart(5, '0')}`);
     const t0 = Date.now();
+    streamEnds.clear();
     sim = await startAgents(ids, agentToken, (i) => (i % 2 === 0 ? [ca[i % perSide]!, cb[i % perSide]!] : [cb[i % perSide]!, ca[i % perSide]!]));
     const agents = sim.agents;
     out(`  ramp-up: ${[...agents.values()].filter((x) => x.connected).length}/${AGENTS} connected in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -338,13 +369,16 @@ async function phase2(secret: string, agentToken: string, readerToken: string, d
     // Let the last moves and lease expiries settle before judging.
     const settle = Date.now() + 30_000;
     while (Date.now() < settle && (never.some((id) => deadAt(id) === undefined) || [...agents.entries()].some(([id, h]) => !neverSet.has(id) && h.replica !== 'hb-b'))) await sleep(500);
-    const list = await listAll(b.url, readerToken);
+    const list = await listAll(b.url, readerToken).catch((err: unknown) => (out(`  listing agents failed: ${String(err)}`), [] as Agent[]));
     const byId = new Map(list.map((x) => [x.agentId, x]));
     const lost = ids.filter((id) => !neverSet.has(id) && (byId.get(id)?.state !== AgentState.ALIVE || byId.get(id)?.ownerReplica !== 'hb-b'));
     const deadCounts = new Map<string, number>();
     for (const e of events) if (e.state === AgentState.DEAD) deadCounts.set(e.agentId, (deadCounts.get(e.agentId) ?? 0) + 1);
     const duplicates = [...deadCounts.values()].filter((c) => c > 1).length;
     const falseDead = [...deadCounts.keys()].filter((id) => !neverSet.has(id)).length;
+    // When the false deaths happened, relative to the replica kill (s): ramp-up, failover, later.
+    const falseDeadAtS = events.filter((e) => e.state === AgentState.DEAD && !neverSet.has(e.agentId)).map((e) => Math.round((e.atMs - killAt) / 1000));
+    if (falseDeadAtS.length > 0) out(`    false dead at (s after the kill): ${JSON.stringify(Object.fromEntries([...new Set(falseDeadAtS)].sort((x, y) => x - y).map((t) => [t, falseDeadAtS.filter((x) => x === t).length])))}`);
     const reasons = new Map<string, number>();
     for (const e of events) if (e.state === AgentState.DEAD) {
       const k = `${e.replica}: ${e.reason.replace(/\d+/g, 'N')}`;
@@ -354,6 +388,7 @@ async function phase2(secret: string, agentToken: string, readerToken: string, d
     const neverLat = stats(never.flatMap((id) => (deadAt(id) !== undefined ? [deadAt(id)! - killAt] : [])));
     const moved = onA.filter((id) => !neverSet.has(id) && agents.get(id)!.replica === 'hb-b').length;
     out(`  moved to hb-b: ${moved}/${onA.length - never.length}; lost: ${lost.length}; duplicate dead events: ${duplicates}; false dead: ${falseDead}`);
+    out(`    simulator stream ends in phase 2: ${JSON.stringify(Object.fromEntries(streamEnds))}`);
     out(`  never-returning agents → dead (by the survivor, after lease expiry): p50 ${neverLat.p50} ms, p99 ${neverLat.p99} ms, max ${neverLat.max} ms (${neverLat.count}/${never.length})`);
     return {
       seconds: PHASE2_S,
@@ -364,6 +399,7 @@ async function phase2(secret: string, agentToken: string, readerToken: string, d
       lostExamples: lost.slice(0, 5).map((id) => ({ id, state: byId.get(id) ? AgentState[byId.get(id)!.state] : 'missing', owner: byId.get(id)?.ownerReplica })),
       duplicateDeadEvents: duplicates,
       falseDead,
+      falseDeadSecondsAfterKill: falseDeadAtS,
       neverReturningToDeadMs: neverLat,
       targets: { noAgentLost: lost.length === 0, noDuplicateDead: duplicates === 0, allOrphansDead: neverLat.count === never.length },
     };

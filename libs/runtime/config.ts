@@ -215,8 +215,18 @@ export const configSchema = z
         graceMs: z.number().int().min(0).default(1000),
         /** How often the detector checks every agent, ms. */
         sweepIntervalMs: z.number().int().min(10).max(10_000).default(100),
-        /** Lifetime of a replica's lease on an agent unless renewed, ms; orphaned agents are declared dead after it. */
-        leaseTtlMs: z.number().int().min(1000).default(15_000),
+        /**
+         * Lifetime of a replica's lease unless renewed (each replica renews its own every
+         * second), ms. When it lapses the replica's agents that have not reconnected
+         * elsewhere are declared dead by a surviving replica.
+         */
+        leaseTtlMs: z.number().int().min(2000).default(15_000),
+        /**
+         * How often the registry's copy of a connected agent's last heartbeat is rewritten,
+         * spread over agents, ms; 0: only on state changes. The owning replica always
+         * answers from memory; other replicas show the registry's copy.
+         */
+        lastSeenRefreshMs: z.number().int().min(0).default(60_000),
         /** How often `up` samples of every owned agent are written, ms. */
         upIntervalMs: z.number().int().min(1000).default(15_000),
       })

@@ -1,14 +1,27 @@
 /**
- * The HeartbeatService implementation: agent streams, the failure detector, ownership
- * leases, agent events and `up` samples.
+ * The HeartbeatService implementation: agent streams, the failure detector, ownership,
+ * agent events and `up` samples.
  *
- * Each agent whose stream this replica holds is "owned": it has a phi accrual detector and
- * a lease in the registry that the owner renews. A sweep checks every owned agent: phi
- * over the suspect threshold → suspect, over the dead threshold → dead; a stream that broke
- * without a goodbye is suspect at once and dead after the grace unless the agent came back.
- * Agents whose owner stopped renewing (a replica that died) are declared dead by whichever
- * surviving replica wins the compare-and-set on the registry entry, so exactly one replica
- * publishes each transition.
+ * Each agent whose stream this replica holds is "owned": it has a phi accrual detector, and
+ * its registry entry names this replica as owner. Ownership is leased per replica: the
+ * replica renews its one lease entry every second (see registry.ts), and its agents'
+ * entries are written only when something changes (registration, state transitions, a
+ * move) plus a slow, spread-out last-seen refresh; the owner answers reads of its agents
+ * from memory. So the registry's write rate does not grow with heartbeats.
+ *
+ * The detector only looks at agents that can be due: after each check an agent gets the
+ * time at which its phi can next cross a threshold (or its grace ends), and the sweep skips
+ * it until then. phi over the suspect threshold → suspect, over the dead threshold → dead;
+ * a stream that broke without a goodbye is suspect at once and dead after the grace unless
+ * the agent came back. Right after this replica's own event loop stalled, phi is judged as
+ * of before the stall, so agents are not blamed for heartbeats we had not read yet.
+ *
+ * When a replica's lease expires (it died, or lost the bus), every survivor sees its
+ * agents as orphans and tries to declare each dead with a compare-and-set on the entry's
+ * revision. An agent that reconnected elsewhere was already rewritten by its new owner, so
+ * that CAS loses; of several survivors exactly one wins. Only the winner publishes the
+ * event, and the event's Nats-Msg-Id is derived from (tenant, agent, revision), so even a
+ * retried publish is stored once: no agent is declared dead twice.
  */
 import { hostname as osHostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -38,7 +51,7 @@ import {
 import { assertSubjectToken } from '../../libs/bus/subjects.js';
 import { compileMatcher, isValidLabelName, matchersFromWire, matchesAll, type CompiledMatcher } from '../../libs/model/index.js';
 import { requirePrincipal } from '../../libs/runtime/auth/index.js';
-import { InvalidArgumentError, NotFoundError, TelemeshError } from '../../libs/runtime/errors.js';
+import { InvalidArgumentError, NotFoundError, TelemeshError, UnavailableError } from '../../libs/runtime/errors.js';
 import { requestLogger } from '../../libs/runtime/logger.js';
 import { counter, gauge, histogram } from '../../libs/runtime/metrics.js';
 import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, parseIntervalRules, resolveInterval, type HeartbeatConfig, type IntervalRule } from './config.js';
@@ -58,7 +71,7 @@ export interface EventPublisher {
 /** Dependencies of {@link HeartbeatServiceImpl}. */
 export interface HeartbeatDeps {
   readonly config: HeartbeatConfig;
-  /** This replica's name (owner of its agents' leases). */
+  /** This replica's name: the owner named in the registry entries of the agents it holds. */
   readonly replica: string;
   readonly registry: AgentRegistry;
   readonly publisher: EventPublisher;
@@ -76,6 +89,7 @@ interface Owned {
   readonly tenant: string;
   readonly agentId: string;
   readonly key: string;
+  /** The entry as last written by this replica (plus status and sequence kept in memory). */
   agent: Agent;
   revision: number;
   detector: PhiAccrualDetector;
@@ -84,7 +98,12 @@ interface Owned {
   brokenAtMs: number | undefined;
   lastSeq: bigint;
   lastSeenMs: number;
-  leaseWrittenMs: number;
+  /** The sweep skips the agent before this time: no threshold can be crossed earlier. */
+  dueMs: number;
+  /** When the registry's copy of lastSeenMs is next refreshed. */
+  refreshAtMs: number;
+  /** Labels of the agent's `up` series, sorted (fixed while the stream lasts). */
+  upLabels: Label[];
   /** Serializes registry writes of this agent, so each CAS uses the latest revision. */
   chain: Promise<void>;
   /** True once the registry says another replica took the agent over. */
@@ -130,16 +149,56 @@ class Outbox<T = ConnectResponse> {
   }
 }
 
+/**
+ * Runs at most `max` tasks at once, the rest in arrival order. Registry writes and event
+ * publishes go through one each: 10,000 agents reconnecting together must queue here, not
+ * as 10,000 concurrent JetStream requests that time out, fail the streams and come back
+ * as a second wave.
+ */
+class Limiter {
+  #active = 0;
+  readonly #queue: Array<() => void> = [];
+  constructor(readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.max) await new Promise<void>((r) => this.#queue.push(r));
+    else this.#active++;
+    try {
+      return await task();
+    } finally {
+      // Hand the slot straight to the next waiter (the count stays), or free it.
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#active--;
+    }
+  }
+}
+
 /** A sensible default replica name: host name plus a short random suffix. */
 export function defaultReplicaName(): string {
   const host = osHostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 48) || 'replica';
   return `${host}-${randomBytes(3).toString('hex')}`;
 }
 
+// Up samples go out in batches of at most this many series (NATS' default max payload is 1 MiB).
 const UP_SERIES_PER_BATCH = 1000;
 const ORPHAN_SCAN_MS = 1000;
 const REPLICA_RENEW_MS = 1000;
-const REPLICA_TTL_MS = 3000;
+// Another replica holds an agent's stream only while it renews its lease: a replica silent
+// for this long may be dead, and a reconnecting agent must not wait for the whole lease.
+const HOLD_FRESH_MS = 3 * REPLICA_RENEW_MS;
+// Up samples of transitions are coalesced per tenant for this long, so a burst (thousands of
+// registrations at start, a wave of deaths) costs a few publishes, not one each.
+const UP_FLUSH_MS = 100;
+// Registry writes and publishes in flight at once: enough to keep the bus busy, few enough
+// that a burst waits in our queue rather than in request timeouts.
+const MAX_REGISTRY_WRITES = 64;
+// After an event-loop stall of S ms (longer than STALL_MS) phi is judged S ms in the past,
+// and that allowance shrinks as fast as time passes, so it is gone S ms later: heartbeats
+// that arrived during our own pause may still be unread, and a burst of work (thousands
+// of agents moving here) can stall us for seconds. Detection is late by at most the stall.
+const STALL_MS = 250;
+const MAX_PUBLISHES = 128;
 
 /** Implements `telemesh.heartbeat.v1.HeartbeatService`. */
 export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof HeartbeatService>> {
@@ -152,13 +211,32 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
   #lastSweepMs = 0;
   #lastOrphanScanMs = 0;
   #skippedLast = false;
+  /** Length and end of the last event-loop stall (see STALL_MS). */
+  #stallMs = 0;
+  #stallEndMs = 0;
   #stopped = false;
+  /** Heartbeats counted since the last sweep (one counter update per sweep, not per beat). */
+  #beats = 0;
+  /** Orphans whose compare-and-set is in flight (the next scan must not start another). */
+  readonly #declaring = new Set<string>();
+  /** Owners named by agent entries that have no lease entry: when first seen that way. */
+  readonly #unknownOwners = new Map<string, number>();
+  /** Entries naming this replica whose stream it does not hold: when first seen that way. */
+  #unheld = new Map<string, number>();
+  /** `up` samples of transitions waiting for the next flush, per tenant. */
+  readonly #pendingUp = new Map<string, Series[]>();
+  #upFlushes = 0;
+  readonly #incarnation = randomBytes(4).toString('hex');
+  readonly #writes = new Limiter(MAX_REGISTRY_WRITES);
+  readonly #publishes = new Limiter(MAX_PUBLISHES);
   readonly #m;
 
   constructor(deps: HeartbeatDeps) {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
     this.#rules = parseIntervalRules(deps.config.intervalRules);
+    // The time before the first sweep is no stall of ours.
+    this.#lastSweepMs = this.#now();
     const r = deps.metrics;
     this.#m = {
       ignored: counter(r, { name: 'telemesh_heartbeat_ignored_messages_total', help: 'Agent stream messages ignored, by reason.', labelNames: ['reason'] }),
@@ -171,7 +249,10 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
       skippedSweeps: counter(r, { name: 'telemesh_heartbeat_skipped_sweeps_total', help: 'Detector sweeps skipped because the event loop had stalled (heartbeats may be unread).' }),
       sweep: histogram(r, { name: 'telemesh_heartbeat_sweep_duration_seconds', help: 'Duration of one failure-detector sweep.', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5] }),
     };
-    deps.registry.onChange((after, before) => this.#notifyWatchers(after, before));
+    deps.registry.onChange((after, before) => {
+      this.#checkTakenOver(after);
+      this.#notifyWatchers(after, before);
+    });
     // One listener for all streams (not one per stream: 10,000 agents would be 10,000).
     deps.shutdown?.addEventListener('abort', () => this.#endStreams(), { once: true });
   }
@@ -182,7 +263,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     for (const w of this.#watchers) w.out.close();
   }
 
-  /** Starts the sweep, the replica liveness renewal and the periodic `up` samples. */
+  /** Starts the sweep, the replica lease renewal and the periodic `up` samples. */
   async start(): Promise<void> {
     await this.#renewReplica();
     this.#lastSweepMs = this.#now();
@@ -194,12 +275,14 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     every(this.#d.config.sweepIntervalMs, () => this.sweep());
     every(REPLICA_RENEW_MS, () => this.#renewReplica());
     every(this.#d.config.upIntervalMs, () => this.#publishAllUp());
+    every(UP_FLUSH_MS, () => this.#flushUp());
   }
 
   /**
    * Stops: ends every agent stream with `unavailable` (agents reconnect to another
-   * replica), drops the replica's liveness entry so they may move at once, ends watches.
-   * Leases stay: an agent that never comes back is declared dead by a survivor.
+   * replica) and ends watches. The lease is written once more, marked stopping: other
+   * replicas take this replica's agents at once when they reconnect, and declare dead,
+   * after one more lease lifetime, those that never come back.
    */
   async stop(): Promise<void> {
     if (this.#stopped) return;
@@ -207,7 +290,9 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     for (const t of this.#timers) clearInterval(t);
     this.#endStreams();
     await Promise.allSettled([...this.#owned.values()].map((o) => o.chain));
-    await this.#d.registry.deleteReplica(this.#d.replica).catch(() => {});
+    this.#flushUp();
+    const now = this.#now();
+    await this.#d.registry.putReplica(this.#d.replica, { expiresMs: now + this.#d.config.leaseTtlMs, renewedMs: now, stopping: true }).catch(() => {});
   }
 
   /** Replaces the interval rules while running; connected agents get a new directive. */
@@ -219,6 +304,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
         o.agent = create(AgentSchema, { ...o.agent, intervalMs: BigInt(ms) });
         o.detector.reset(ms);
         o.detector.start(this.#now());
+        o.dueMs = 0;
         o.stream?.push(create(ConnectResponseSchema, { intervalMs: BigInt(ms), replica: this.#d.replica, reason: 'interval changed' }));
       }
     }
@@ -320,7 +406,9 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
         brokenAtMs: undefined,
         lastSeq: 0n,
         lastSeenMs: now,
-        leaseWrittenMs: 0,
+        dueMs: 0,
+        refreshAtMs: Infinity,
+        upLabels: [],
         chain: Promise.resolve(),
         lost: false,
         registered: false,
@@ -352,12 +440,20 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     } catch (err) {
       if (this.#owned.get(key) === o && o.stream === out) this.#owned.delete(key);
       this.#m.owned.set(this.#owned.size);
-      throw err;
+      if (err instanceof TelemeshError) throw err;
+      // The bus is slow or away (a timeout, a lost connection, CAS retries exhausted): the
+      // agent should retry, elsewhere or here a little later; it is not an internal error.
+      this.#m.rejected.inc({ reason: 'registry_unavailable' });
+      throw new UnavailableError(`agent registry unavailable, retry: ${err instanceof Error ? err.message : String(err)}`, 1000, { cause: err });
     }
     // The clock starts when the agent learns its interval, not when it said hello: a slow
     // registration (a busy registry) must not count against the agent.
     o.detector.start(this.#now());
     o.lastSeenMs = this.#now();
+    o.dueMs = 0;
+    // Spread the refreshes of agents that connected together over the whole period.
+    const refresh = this.#d.config.lastSeenRefreshMs;
+    o.refreshAtMs = refresh > 0 ? o.lastSeenMs + refresh * (0.5 + Math.random()) : Infinity;
     o.registered = true;
     this.#m.owned.set(this.#owned.size);
     return o;
@@ -374,15 +470,9 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
           ? o.revision > 0
             ? { agent: o.agent, revision: o.revision }
             : this.#d.registry.get(o.tenant, o.agentId)
-          : await this.#d.registry.fetch(o.tenant, o.agentId);
+          : await this.#writes.run(() => this.#d.registry.fetch(o.tenant, o.agentId));
       const prev = cur?.agent;
-      if (
-        prev &&
-        prev.ownerReplica !== this.#d.replica &&
-        prev.state === AgentState.ALIVE &&
-        Number(prev.leaseExpiresMs) > now &&
-        this.#d.registry.replicaAlive(prev.ownerReplica, now)
-      ) {
+      if (prev && prev.ownerReplica !== this.#d.replica && prev.state === AgentState.ALIVE && this.#holds(prev.ownerReplica, now)) {
         this.#m.rejected.inc({ reason: 'agent_held' });
         throw new AgentHeldError(`agent_id ${JSON.stringify(o.agentId)} of tenant ${o.tenant} is held by another live stream on replica ${prev.ownerReplica}`);
       }
@@ -404,11 +494,10 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
         intervalMs: BigInt(intervalMs),
         reason: prevState === AgentState.ALIVE ? prev!.reason : reason,
         stateSinceMs: prevState === AgentState.ALIVE ? prev!.stateSinceMs : BigInt(now),
-        leaseExpiresMs: BigInt(now + this.#d.config.leaseTtlMs),
         status: prev?.status ?? '',
       });
       try {
-        o.revision = await this.#d.registry.compareAndSet(next, cur?.revision ?? 0);
+        o.revision = await this.#writes.run(() => this.#d.registry.compareAndSet(next, cur?.revision ?? 0));
       } catch (err) {
         if (isCasConflict(err) && attempt < 5) {
           this.#m.casConflicts.inc();
@@ -418,7 +507,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
       }
       o.agent = next;
       o.lost = false;
-      o.leaseWrittenMs = now;
+      o.upLabels = upLabels(next);
       if (prevState !== AgentState.ALIVE) this.#announce(next, prevState, reason, o.revision);
       return;
     }
@@ -433,15 +522,18 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
       this.#m.ignored.inc({ reason: 'seq_backwards' });
       return;
     }
-    this.#m.beats.inc();
+    // Per-beat work stays O(1) and allocation-free: no registry write, no log, no span.
+    this.#beats++;
     const now = this.#now();
     o.lastSeq = seq;
     o.lastSeenMs = now;
     o.detector.heartbeat(now);
     if (status !== o.agent.status) o.agent = create(AgentSchema, { ...o.agent, status });
     o.agent.lastSeq = seq;
-    if (o.agent.state === AgentState.SUSPECT) this.#transition(o, AgentState.ALIVE, 'heartbeats resumed');
-    else if (o.agent.state === AgentState.DEAD) this.#transition(o, AgentState.ALIVE, 'recovered: heartbeats resumed after being declared dead');
+    if (o.agent.state === AgentState.SUSPECT || o.agent.state === AgentState.DEAD) {
+      this.#transition(o, AgentState.ALIVE, o.agent.state === AgentState.SUSPECT ? 'heartbeats resumed' : 'recovered: heartbeats resumed after being declared dead');
+      o.dueMs = 0;
+    }
   }
 
   async #goodbye(o: Owned, out: Outbox, reason: string): Promise<void> {
@@ -457,6 +549,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     if (o.stream !== out) return;
     o.stream = undefined;
     o.brokenAtMs = this.#now();
+    o.dueMs = o.brokenAtMs + this.#d.config.graceMs;
     if (o.agent.state === AgentState.ALIVE) this.#transition(o, AgentState.SUSPECT, 'stream broke without goodbye');
   }
 
@@ -468,8 +561,9 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
   }
 
   /**
-   * One detector pass over every owned agent, plus lease renewal and (once a second) the
-   * orphan scan. Public so tests can drive it; the timer calls it every sweepIntervalMs.
+   * One detector pass over the owned agents that are due, the last-seen refreshes that are
+   * due and (once a second) the orphan scan. Public so tests can drive it; the timer calls
+   * it every sweepIntervalMs.
    */
   sweep(): void {
     if (this.#stopped) return;
@@ -477,42 +571,80 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     const now = this.#now();
     const late = now - this.#lastSweepMs - this.#d.config.sweepIntervalMs;
     this.#lastSweepMs = now;
+    if (this.#beats > 0) {
+      this.#m.beats.inc(this.#beats);
+      this.#beats = 0;
+    }
+    // Remember the stall: phi is judged in the past for a while after it (see STALL_MS).
+    if (late > STALL_MS && late > this.#stallCredit(now)) {
+      this.#stallMs = late;
+      this.#stallEndMs = now;
+    }
     // After an event-loop stall (GC, a busy machine) heartbeats that did arrive may still sit
     // unread in socket buffers; convicting now would blame agents for our own pause. Skip
     // this pass so I/O runs first — but never two in a row, or a constantly lagging process
     // would stop detecting anything.
-    if (late > Math.max(250, this.#d.config.sweepIntervalMs) && !this.#skippedLast) {
+    if (late > Math.max(STALL_MS, this.#d.config.sweepIntervalMs) && !this.#skippedLast) {
       this.#skippedLast = true;
       this.#m.skippedSweeps.inc();
       return;
     }
     this.#skippedLast = false;
-    const c = this.#d.config;
     for (const o of this.#owned.values()) {
       if (o.lost || !o.registered) continue;
-      const state = o.agent.state;
-      if (o.brokenAtMs !== undefined) {
-        if (now - o.brokenAtMs >= c.graceMs && (state === AgentState.ALIVE || state === AgentState.SUSPECT)) {
-          this.#transition(o, AgentState.DEAD, `stream broke without goodbye and the agent did not reconnect within ${c.graceMs} ms`);
-        }
-        continue;
+      if (now >= o.dueMs) this.#judge(o, now);
+      if (now >= o.refreshAtMs) {
+        o.refreshAtMs = now + this.#d.config.lastSeenRefreshMs;
+        if (o.stream) this.#refresh(o);
       }
-      if (state === AgentState.ALIVE || state === AgentState.SUSPECT) {
-        const phi = o.detector.phi(now);
-        if (state === AgentState.ALIVE && phi >= c.suspectPhi) {
-          this.#transition(o, AgentState.SUSPECT, `phi ${phi.toFixed(1)} >= suspectPhi ${c.suspectPhi}: no heartbeat for ${now - o.lastSeenMs} ms`);
-        }
-        if (phi >= c.deadPhi) {
-          this.#transition(o, AgentState.DEAD, `phi ${phi === Infinity ? 'inf' : phi.toFixed(1)} >= deadPhi ${c.deadPhi}: no heartbeat for ${now - o.lastSeenMs} ms`);
-        }
-      }
-      if (o.stream && now - o.leaseWrittenMs >= c.leaseTtlMs / 2) this.#renewLease(o);
     }
-    if (now - this.#lastOrphanScanMs >= ORPHAN_SCAN_MS) {
+    // Not right after a stall of our own: hellos of agents moving here may still be unread,
+    // and they must win the race against being declared orphans.
+    if (now - this.#lastOrphanScanMs >= ORPHAN_SCAN_MS && this.#stallCredit(now) === 0) {
       this.#lastOrphanScanMs = now;
       this.#scanOrphans(now);
     }
     this.#m.sweep.observe(Number(process.hrtime.bigint() - start) / 1e9);
+  }
+
+  /** Checks one due agent, moves it on if a threshold was crossed, and sets its next due time. */
+  #judge(o: Owned, now: number): void {
+    const c = this.#d.config;
+    const state = o.agent.state;
+    if (state !== AgentState.ALIVE && state !== AgentState.SUSPECT) {
+      // Dead or left: nothing to detect until a heartbeat or a new stream resets dueMs.
+      o.dueMs = Infinity;
+      return;
+    }
+    if (o.brokenAtMs !== undefined) {
+      if (now - o.brokenAtMs >= c.graceMs) {
+        this.#transition(o, AgentState.DEAD, `stream broke without goodbye and the agent did not reconnect within ${c.graceMs} ms`);
+        o.dueMs = Infinity;
+      } else {
+        o.dueMs = o.brokenAtMs + c.graceMs;
+      }
+      return;
+    }
+    const credit = Math.round(this.#stallCredit(now));
+    const phi = o.detector.phi(now - credit);
+    const allowing = credit > 0 ? ` (allowing ${credit} ms for this replica's own stall)` : '';
+    if (state === AgentState.ALIVE && phi >= c.suspectPhi) {
+      this.#transition(o, AgentState.SUSPECT, `phi ${phi.toFixed(1)} >= suspectPhi ${c.suspectPhi}: no heartbeat for ${now - o.lastSeenMs} ms${allowing}`);
+    }
+    if (phi >= c.deadPhi) {
+      this.#transition(o, AgentState.DEAD, `phi ${phi === Infinity ? 'inf' : phi.toFixed(1)} >= deadPhi ${c.deadPhi}: no heartbeat for ${now - o.lastSeenMs} ms${allowing}`);
+      o.dueMs = Infinity;
+      return;
+    }
+    // phi only grows until the next heartbeat, and a heartbeat only moves the crossing later,
+    // so nothing can happen before this time.
+    const last = o.detector.lastHeartbeatMs ?? now;
+    o.dueMs = last + o.detector.elapsedAtPhi(o.agent.state === AgentState.ALIVE ? c.suspectPhi : c.deadPhi);
+  }
+
+  /** How far in the past phi is judged now, after the last stall (see STALL_MS). */
+  #stallCredit(now: number): number {
+    return Math.max(0, this.#stallMs - (now - this.#stallEndMs));
   }
 
   /** Queues a state change of an owned agent: CAS the registry, then announce. */
@@ -524,36 +656,33 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     o.chain = o.chain.then(() => this.#write(o, snapshot, from, reason, true));
   }
 
-  #renewLease(o: Owned): void {
-    const now = this.#now();
-    o.leaseWrittenMs = now;
+  /** Queues a rewrite of the registry entry with the current last-seen time (no event). */
+  #refresh(o: Owned): void {
     o.chain = o.chain.then(() => this.#write(o, o.agent, o.agent.state, '', false));
   }
 
   async #write(o: Owned, agent: Agent, from: AgentState, reason: string, announce: boolean): Promise<void> {
     if (o.lost) return;
-    const now = this.#now();
-    const next = create(AgentSchema, { ...agent, lastSeenMs: BigInt(o.lastSeenMs), leaseExpiresMs: BigInt(now + this.#d.config.leaseTtlMs), ownerReplica: this.#d.replica });
+    const next = create(AgentSchema, { ...agent, lastSeenMs: BigInt(o.lastSeenMs), lastSeq: o.lastSeq, leaseExpiresMs: 0n, ownerReplica: this.#d.replica });
     try {
       o.revision = await this.#casWithRetry(next, o);
-      o.leaseWrittenMs = now;
     } catch (err) {
       if (!isCasConflict(err)) {
-        // Still owned locally: the next sweep renews the lease; a transition whose write
-        // failed is re-decided by the detector (its local state was rolled back below).
+        // Still owned locally: a transition whose write failed is re-decided by the detector
+        // (its local state is rolled back here).
         this.#d.logger.warn({ err, agent_id: o.agentId, tenant: o.tenant }, 'heartbeat: registry write failed');
-        if (announce) o.agent = create(AgentSchema, { ...o.agent, state: from });
+        if (announce) {
+          o.agent = create(AgentSchema, { ...o.agent, state: from });
+          o.dueMs = 0;
+        }
         return;
       }
       this.#m.casConflicts.inc();
       const cur = await this.#d.registry.fetch(o.tenant, o.agentId).catch(() => undefined);
       if (!cur || cur.agent.ownerReplica !== this.#d.replica) {
         // Another replica owns the agent now (it reconnected there, or a survivor declared
-        // it dead): let go, and end our stream if it is somehow still open.
-        o.lost = true;
-        o.stream?.close(new AgentHeldError(`agent ${o.agentId} moved to replica ${cur?.agent.ownerReplica ?? '?'}`));
-        if (this.#owned.get(o.key) === o) this.#owned.delete(o.key);
-        this.#m.owned.set(this.#owned.size);
+        // it dead): let go. The winner of that write announced it; we announce nothing.
+        this.#letGo(o, cur?.agent.ownerReplica ?? '?');
         return;
       }
       // Our own entry at a newer revision: retry once on top of it.
@@ -562,11 +691,14 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
         o.revision = await this.#d.registry.compareAndSet(next, o.revision);
       } catch (err2) {
         this.#d.logger.warn({ err: err2, agent_id: o.agentId }, 'heartbeat: registry write failed twice');
+        if (announce) {
+          o.agent = create(AgentSchema, { ...o.agent, state: from });
+          o.dueMs = 0;
+        }
         return;
       }
     }
     if (announce) {
-      o.agent = create(AgentSchema, { ...o.agent, leaseExpiresMs: next.leaseExpiresMs, ownerReplica: next.ownerReplica });
       this.#announce(next, from, reason, o.revision);
       if (agent.state === AgentState.DEAD && !o.stream && this.#owned.get(o.key) === o) {
         this.#owned.delete(o.key);
@@ -579,7 +711,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
   async #casWithRetry(next: Agent, o: Owned): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#d.registry.compareAndSet(next, o.revision);
+        return await this.#writes.run(() => this.#d.registry.compareAndSet(next, o.revision));
       } catch (err) {
         if (isCasConflict(err) || attempt >= 2 || this.#stopped) throw err;
         await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
@@ -587,34 +719,104 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     }
   }
 
-  /** Agents whose owner stopped renewing their lease: the CAS winner declares them dead. */
+  /** Forgets an agent another replica took over, and ends its stream here if still open. */
+  #letGo(o: Owned, newOwner: string): void {
+    o.lost = true;
+    const stream = o.stream;
+    o.stream = undefined;
+    stream?.close(new AgentHeldError(`agent ${o.agentId} moved to replica ${newOwner}`));
+    if (this.#owned.get(o.key) === o) this.#owned.delete(o.key);
+    this.#m.owned.set(this.#owned.size);
+  }
+
+  /**
+   * A registry change by another replica to an agent we hold (it declared the agent dead
+   * because our lease looked expired, or the agent reconnected there): we no longer own it.
+   */
+  #checkTakenOver(after: RegistryEntry): void {
+    const a = after.agent;
+    if (a.ownerReplica === this.#d.replica) return;
+    const o = this.#owned.get(agentKey(a.tenant, a.agentId));
+    // While a registration is in flight its compare-and-set decides; only a write newer
+    // than our last one can have taken the agent.
+    if (!o || o.lost || !o.registered || after.revision <= o.revision) return;
+    this.#letGo(o, a.ownerReplica);
+  }
+
+  /** Whether `replica` holds its streams now: its lease is fresh and it is not stopping. */
+  #holds(replica: string, now: number): boolean {
+    const lease = this.#d.registry.replica(replica);
+    return lease !== undefined && !lease.stopping && lease.expiresMs > now && now - lease.renewedMs < HOLD_FRESH_MS;
+  }
+
+  /**
+   * When the ownership of an agent entry owned by `owner` ends, Unix ms: its lease expiry;
+   * for an owner without a lease entry, one lease lifetime after we first saw it that way.
+   * (Entries naming this replica that it does not hold are handled in the scan.)
+   */
+  #ownershipEndsMs(owner: string, now: number): number {
+    const ttl = this.#d.config.leaseTtlMs;
+    const lease = this.#d.registry.replica(owner);
+    if (lease) return lease.expiresMs;
+    let since = this.#unknownOwners.get(owner);
+    if (since === undefined) this.#unknownOwners.set(owner, (since = now));
+    return since + ttl;
+  }
+
+  /** Agents whose owner's lease expired: the CAS winner among the survivors declares them dead. */
   #scanOrphans(now: number): void {
+    const ends = new Map<string, number>();
+    const unheld = new Map<string, number>();
     for (const e of this.#d.registry.entries()) {
       const a = e.agent;
       if (a.state !== AgentState.ALIVE && a.state !== AgentState.SUSPECT) continue;
-      if (Number(a.leaseExpiresMs) > now) continue;
-      if (this.#owned.has(agentKey(a.tenant, a.agentId))) continue;
-      void this.#declareOrphanDead(e, now);
+      const key = agentKey(a.tenant, a.agentId);
+      if (this.#owned.has(key) || this.#declaring.has(key)) continue;
+      let end: number | undefined;
+      if (a.ownerReplica === this.#d.replica) {
+        // Named as owner but not holding the stream: a previous incarnation's agent (same
+        // name, restarted), or a registration whose write landed after we gave up on it.
+        // Like any orphan it gets one lease lifetime to reconnect.
+        const since = this.#unheld.get(key) ?? now;
+        unheld.set(key, since);
+        end = since + this.#d.config.leaseTtlMs;
+      } else {
+        end = ends.get(a.ownerReplica);
+        if (end === undefined) ends.set(a.ownerReplica, (end = this.#ownershipEndsMs(a.ownerReplica, now)));
+      }
+      if (end > now) continue;
+      this.#declaring.add(key);
+      void this.#declareOrphanDead(e, end, now).finally(() => this.#declaring.delete(key));
     }
+    for (const owner of this.#unknownOwners.keys()) if (this.#d.registry.replica(owner)) this.#unknownOwners.delete(owner);
+    this.#unheld = unheld;
   }
 
-  async #declareOrphanDead(e: RegistryEntry, now: number): Promise<void> {
+  async #declareOrphanDead(e: RegistryEntry, endedMs: number, now: number): Promise<void> {
     const a = e.agent;
-    const reason = `lease of replica ${a.ownerReplica || '?'} expired ${now - Number(a.leaseExpiresMs)} ms ago without renewal; last heartbeat ${now - Number(a.lastSeenMs)} ms ago`;
+    const reason = `lease of replica ${a.ownerReplica || '?'} expired ${now - endedMs} ms ago and the agent did not reconnect; last recorded heartbeat ${now - Number(a.lastSeenMs)} ms ago`;
     const next = create(AgentSchema, { ...a, state: AgentState.DEAD, reason, stateSinceMs: BigInt(now), ownerReplica: this.#d.replica, leaseExpiresMs: 0n });
+    let rev: number;
     try {
-      const rev = await this.#d.registry.compareAndSet(next, e.revision);
-      this.#announce(next, a.state, reason, rev);
+      rev = await this.#writes.run(() => this.#d.registry.compareAndSet(next, e.revision));
     } catch (err) {
-      // Losing the CAS means another replica decided first (or the agent came back).
+      // Losing the CAS means another replica decided first or the agent came back: the
+      // winner announced whatever happened, so this replica publishes nothing.
       if (isCasConflict(err)) this.#m.casConflicts.inc();
       else this.#d.logger.warn({ err, agent_id: a.agentId }, 'heartbeat: could not declare orphan dead');
+      return;
     }
+    this.#announce(next, a.state, reason, rev);
   }
 
   // ---------------------------------------------------------------- output
 
-  /** Publishes the agent event and the `up` sample of a committed transition. */
+  /** The Nats-Msg-Id of the event announcing the entry written at `revision`: one per transition. */
+  static eventMsgId(tenant: string, agentId: string, revision: number): string {
+    return `${agentKey(tenant, agentId)}@${revision}`;
+  }
+
+  /** Publishes the agent event and queues the `up` sample of a committed transition. */
   #announce(agent: Agent, from: AgentState, reason: string, revision: number): void {
     this.#m.transitions.inc({ state: AgentState[agent.state] ?? String(agent.state) });
     const at = this.#now();
@@ -627,18 +829,36 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
       atMs: BigInt(at),
       replica: this.#d.replica,
     });
-    const msgId = `${agentKey(agent.tenant, agent.agentId)}@${revision}`;
+    const msgId = HeartbeatServiceImpl.eventMsgId(agent.tenant, agent.agentId, revision);
     void this.#publishWithRetry('event', this.#d.agentsSubject(agent.tenant, agent.agentId), AgentEventSchema, event, msgId);
     const up = agent.state === AgentState.ALIVE || agent.state === AgentState.SUSPECT ? 1 : 0;
-    const batch = create(SampleBatchSchema, { tenant: agent.tenant, batchId: `up:${msgId}`, receivedAtMs: BigInt(at), series: [upSeries(agent, at, up)] });
-    void this.#publishWithRetry('up', this.#d.samplesSubject(agent.tenant), SampleBatchSchema, batch, batch.batchId);
+    const owned = this.#owned.get(agentKey(agent.tenant, agent.agentId));
+    const labels = owned && owned.upLabels.length > 0 ? owned.upLabels : upLabels(agent);
+    let list = this.#pendingUp.get(agent.tenant);
+    if (!list) this.#pendingUp.set(agent.tenant, (list = []));
+    list.push(create(SeriesSchema, { labels, timestampsMs: [BigInt(at)], values: [up] }));
+  }
+
+  /** Publishes the queued `up` samples of transitions, one batch per tenant (and 1000 series). */
+  #flushUp(): void {
+    if (this.#pendingUp.size === 0) return;
+    const now = this.#now();
+    for (const [tenant, series] of this.#pendingUp) {
+      for (let i = 0; i < series.length; i += UP_SERIES_PER_BATCH) {
+        // Unique per replica process and flush, and the same for every retry of this batch.
+        const batchId = `up:${this.#d.replica}:${this.#incarnation}:${++this.#upFlushes}`;
+        const batch = create(SampleBatchSchema, { tenant, batchId, receivedAtMs: BigInt(now), series: series.slice(i, i + UP_SERIES_PER_BATCH) });
+        void this.#publishWithRetry('up', this.#d.samplesSubject(tenant), SampleBatchSchema, batch, batchId);
+      }
+    }
+    this.#pendingUp.clear();
   }
 
   async #publishWithRetry<D extends DescMessage>(kind: string, subject: string, schema: D, msg: MessageShape<D>, msgId: string): Promise<void> {
     // The msg id makes retries safe: JetStream drops a repeat inside its duplicate window.
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
-        await this.#d.publisher.publish(subject, schema, msg, { msgId });
+        await this.#publishes.run(() => this.#d.publisher.publish(subject, schema, msg, { msgId }));
         return;
       } catch (err) {
         if (attempt === 3) {
@@ -655,14 +875,15 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
   async #publishAllUp(): Promise<void> {
     const now = this.#now();
     const tick = Math.floor(now / this.#d.config.upIntervalMs);
-    const byTenant = new Map<string, ReturnType<typeof upSeries>[]>();
+    const byTenant = new Map<string, Series[]>();
+    const at = [BigInt(now)];
     for (const o of this.#owned.values()) {
-      if (o.lost || o.revision === 0) continue;
+      if (o.lost || o.revision === 0 || o.upLabels.length === 0) continue;
       const s = o.agent.state;
       const up = s === AgentState.ALIVE || s === AgentState.SUSPECT ? 1 : 0;
       let list = byTenant.get(o.tenant);
       if (!list) byTenant.set(o.tenant, (list = []));
-      list.push(upSeries(o.agent, now, up));
+      list.push(create(SeriesSchema, { labels: o.upLabels, timestampsMs: at, values: [up] }));
     }
     for (const [tenant, series] of byTenant) {
       for (let i = 0; i < series.length; i += UP_SERIES_PER_BATCH) {
@@ -675,20 +896,26 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
 
   async #renewReplica(): Promise<void> {
     if (this.#stopped) return;
+    const now = this.#now();
     try {
-      await this.#d.registry.putReplica(this.#d.replica, this.#now() + REPLICA_TTL_MS);
+      await this.#d.registry.putReplica(this.#d.replica, { expiresMs: now + this.#d.config.leaseTtlMs, renewedMs: now, stopping: false });
     } catch (err) {
-      this.#d.logger.warn({ err }, 'heartbeat: could not renew replica liveness');
+      this.#d.logger.warn({ err }, 'heartbeat: could not renew the replica lease');
     }
   }
 
+
   // ---------------------------------------------------------------- reads
 
-  /** The registry's view of one agent, with this replica's fresher last-seen if it owns it. */
+  /**
+   * The registry's view of one agent: from memory if this replica owns it (last-seen is
+   * only refreshed in the registry now and then), and with the owner's lease expiry.
+   */
   #view(e: RegistryEntry): Agent {
     const o = this.#owned.get(agentKey(e.agent.tenant, e.agent.agentId));
-    if (o && !o.lost && o.revision >= e.revision) return create(AgentSchema, { ...o.agent, lastSeenMs: BigInt(o.lastSeenMs) });
-    return e.agent;
+    const a = o && !o.lost && o.revision >= e.revision ? create(AgentSchema, { ...o.agent, lastSeenMs: BigInt(o.lastSeenMs), lastSeq: o.lastSeq }) : create(AgentSchema, e.agent);
+    a.leaseExpiresMs = BigInt(this.#d.registry.replica(a.ownerReplica)?.expiresMs ?? 0);
+    return a;
   }
 
   /** GetAgent: one agent of the caller's tenant. */
@@ -761,7 +988,8 @@ function agentLabels(a: Agent): Label[] {
   return [...a.labels, create(LabelSchema, { name: 'agent_id', value: a.agentId }), create(LabelSchema, { name: 'hostname', value: a.hostname })];
 }
 
-function upSeries(a: Agent, atMs: number, value: number): Series {
+/** The sorted labels of an agent's `up` series. */
+function upLabels(a: Agent): Label[] {
   const labels = [
     { name: '__name__', value: 'up' },
     { name: 'agent_id', value: a.agentId },
@@ -769,7 +997,7 @@ function upSeries(a: Agent, atMs: number, value: number): Series {
     { name: 'job', value: 'telemesh-agent' },
     ...a.labels.filter((l) => l.name !== 'job' && l.value !== ''),
   ].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-  return create(SeriesSchema, { labels: labels.map((l) => create(LabelSchema, l)), timestampsMs: [BigInt(atMs)], values: [value] });
+  return labels.map((l) => create(LabelSchema, l));
 }
 
 function compileMatchers(ms: readonly LabelMatcher[], field: string): CompiledMatcher[] {

@@ -10,7 +10,7 @@ import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startHeartbeat as startAgent, type HeartbeatHandle } from '../../libs/agent-sdk/heartbeat.js';
-import { BUCKETS, connectBus, type Bus } from '../../libs/bus/index.js';
+import { agentsSubject, BUCKETS, connectBus, samplesSubject, type Bus } from '../../libs/bus/index.js';
 import { startTestNats, testLogger, type TestNats } from '../../libs/bus/testing.js';
 import { MatchType } from '../../libs/contracts/telemesh/common/v1/common_pb.js';
 import { AgentEventSchema, SampleBatchSchema, type AgentEvent, type SampleBatch } from '../../libs/contracts/telemesh/events/v1/events_pb.js';
@@ -23,7 +23,7 @@ import { HealthRegistry } from '../../libs/runtime/health.js';
 import { errorInterceptor } from '../../libs/runtime/interceptors.js';
 import { createRegistry } from '../../libs/runtime/metrics.js';
 import { RpcServer } from '../../libs/runtime/server.js';
-import type { HeartbeatServiceImpl } from './heartbeat-service.js';
+import { HeartbeatServiceImpl } from './heartbeat-service.js';
 import { startHeartbeat } from './module.js';
 import { AgentRegistry, isCasConflict } from './registry.js';
 
@@ -36,6 +36,8 @@ interface Replica {
   readonly impl: HeartbeatServiceImpl;
   readonly metrics: ReturnType<typeof createRegistry>;
   stop(): Promise<void>;
+  /** Dies without the clean stop: streams cut, bus gone, lease no longer renewed. */
+  crash(): Promise<void>;
 }
 
 const FLAGS: Array<[string, string]> = [
@@ -77,15 +79,29 @@ async function startReplica(nats: TestNats, name: string, extra: Array<[string, 
         await server.close();
         await bus.close();
       })()),
+    crash: () =>
+      (stopping ??= (async () => {
+        await bus.close();
+        await server.close();
+        // Only to release timers and the watch: with the bus gone nothing reaches NATS.
+        await started.stop?.();
+      })()),
   };
 }
 
 /** Collects agent events and `up` samples straight off NATS. */
 class Observer {
   readonly events: AgentEvent[] = [];
+  /** Nats-Msg-Id of each event, by index into {@link events}. */
+  readonly msgIds: string[] = [];
   readonly up: SampleBatch[] = [];
   constructor(readonly nc: NatsConnection) {
-    nc.subscribe('telemesh.agents.v1.>', { callback: (_e, m) => void this.events.push(fromBinary(AgentEventSchema, m.data)) });
+    nc.subscribe('telemesh.agents.v1.>', {
+      callback: (_e, m) => {
+        this.events.push(fromBinary(AgentEventSchema, m.data));
+        this.msgIds.push(m.headers?.get('Nats-Msg-Id') ?? '');
+      },
+    });
     nc.subscribe('telemesh.samples.v1.>', { callback: (_e, m) => void this.up.push(fromBinary(SampleBatchSchema, m.data)) });
   }
   of(agentId: string): AgentEvent[] {
@@ -386,6 +402,88 @@ describe('heartbeat service with several replicas', () => {
       await Promise.allSettled(movers.map((m) => m.stop()));
       for (const g of ghosts) g.abort();
       await Promise.allSettled([a.stop(), b.stop(), c.stop()]);
+    }
+  });
+
+  it('a replica that dies without stopping: its lease lapses, survivors race, each orphan is declared dead once', async () => {
+    // A lease longer than the hold window, so movers get in before the orphans are judged.
+    const lease: Array<[string, string]> = [['heartbeat.leaseTtlMs', '5000']];
+    const [a, b, c] = [await startReplica(nats, 'ka', lease), await startReplica(nats, 'kb', lease), await startReplica(nats, 'kc', lease)];
+    const token = await auth.token(['agent'], 'acme');
+    const movers = ['km1', 'km2'].map((id) => startAgent({ urls: [a.url, b.url, c.url], token, agentId: id, intervalMs: 1000, backoff: { initialMs: 50, maxMs: 300 } }));
+    const ghosts = ['kg1', 'kg2'].map((id) => {
+      const s = rawStream(a.url, token);
+      s.send(hello(id));
+      return s;
+    });
+    const bus = await connectBus({ url: nats.url, name: 'peek', logger, registry: createRegistry() });
+    try {
+      await eventually(() => movers.every((m) => m.replica === 'ka'), 'movers on ka');
+      for (const g of ghosts) await g.next();
+      const crashedAt = Date.now();
+      await a.crash();
+      await eventually(() => movers.every((m) => m.connected && (m.replica === 'kb' || m.replica === 'kc')), 'movers moved', 15_000);
+      await eventually(() => ['kg1', 'kg2'].every((g) => obs.states(g).includes('DEAD')), 'ghosts dead after the lease lapsed', 20_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      const peek = new AgentRegistry(await bus.kv(BUCKETS.agents), logger);
+      for (const g of ['kg1', 'kg2']) {
+        const deaths = obs.events.flatMap((e, i) => (e.agentId === g && e.state === AgentState.DEAD ? [{ e, id: obs.msgIds[i]! }] : []));
+        assert.equal(deaths.length, 1, `${g}: exactly one dead event`);
+        const { e, id } = deaths[0]!;
+        assert.match(e.reason, /lease of replica ka expired/);
+        assert.ok(['kb', 'kc'].includes(e.replica), e.replica);
+        assert.ok(Number(e.atMs) >= crashedAt + 3000, `not before the lease lapsed: ${Number(e.atMs) - crashedAt} ms`);
+        // The event id names the registry revision that recorded the death.
+        const entry = await peek.fetch('acme', g);
+        assert.equal(entry?.agent.state, AgentState.DEAD);
+        assert.equal(id, HeartbeatServiceImpl.eventMsgId('acme', g, entry!.revision));
+      }
+      for (const m of ['km1', 'km2']) assert.ok(!obs.states(m).includes('DEAD'), `${m} was never dead: ${obs.states(m).join(',')}`);
+    } finally {
+      await Promise.allSettled(movers.map((m) => m.stop()));
+      for (const g of ghosts) g.abort();
+      await Promise.allSettled([a.stop(), b.stop(), c.stop()]);
+      await bus.close();
+    }
+  });
+
+  it('an orphan whose entry changed since it was read (the agent came back elsewhere): the CAS loses and nothing is published', async () => {
+    const bus = await connectBus({ url: nats.url, name: 'cas-lost', logger, registry: createRegistry() });
+    await bus.ensureTopology();
+    try {
+      const kv = await bus.kv(BUCKETS.agents);
+      const writer = new AgentRegistry(kv, logger);
+      const now = Date.now();
+      // A replica whose lease lapsed a minute ago, and an agent it still names as owner.
+      await writer.putReplica('gone', { expiresMs: now - 60_000, renewedMs: now - 75_000, stopping: false });
+      const rev = await writer.compareAndSet(create(AgentSchema, { tenant: 'lost', agentId: 'x1', state: AgentState.ALIVE, ownerReplica: 'gone', lastSeenMs: BigInt(now - 75_000) }), 0);
+      // The survivor's view is read once and not followed (no watch), so it is stale on purpose.
+      const stale = new AgentRegistry(kv, logger);
+      await stale.fetch('lost', 'x1');
+      await stale.putReplica('gone', { expiresMs: now - 60_000, renewedMs: now - 75_000, stopping: false });
+      // Meanwhile the agent reconnected to another replica, which rewrote the entry.
+      await writer.compareAndSet(create(AgentSchema, { tenant: 'lost', agentId: 'x1', state: AgentState.ALIVE, ownerReplica: 'elsewhere', lastSeenMs: BigInt(now) }), rev);
+      const metrics = createRegistry();
+      const survivor = new HeartbeatServiceImpl({
+        config: loadConfig({ flags: FLAGS }).heartbeat,
+        replica: 'survivor',
+        registry: stale,
+        publisher: bus,
+        agentsSubject,
+        samplesSubject,
+        metrics,
+        logger,
+      });
+      survivor.sweep();
+      await eventually(async () => /telemesh_heartbeat_registry_conflicts_total 1/.test(await metrics.metrics()), 'the lost CAS counted');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(obs.states('x1'), [], 'the losing replica published no event');
+      const entry = await writer.fetch('lost', 'x1');
+      assert.equal(entry?.agent.ownerReplica, 'elsewhere');
+      assert.equal(entry?.agent.state, AgentState.ALIVE);
+      assert.doesNotMatch(await metrics.metrics(), /telemesh_heartbeat_transitions_total\{/, 'no transition decided');
+    } finally {
+      await bus.close();
     }
   });
 });

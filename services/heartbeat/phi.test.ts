@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PhiAccrualDetector, phiOf } from './phi.js';
+import { PhiAccrualDetector, phiCrossing, phiOf } from './phi.js';
 import { parseIntervalRules, resolveInterval } from './config.js';
 
 const opts = { windowSize: 100, minStdDevMs: 200, acceptablePauseMs: 2000, firstIntervalMs: 1000 };
@@ -72,6 +72,28 @@ describe('phi accrual detector', () => {
     assert.ok(Math.abs(phiOf(1000, 1000, 100) - Math.log10(2)) < 1e-9);
     assert.ok(!Number.isNaN(phiOf(1e9, 1000, 100)));
     assert.ok(phiOf(0, 1000, 100) < 1e-6);
+  });
+});
+
+describe('phi deadlines', () => {
+  it('elapsedAtPhi is where phi reaches the threshold: just below before it, at or above after', () => {
+    const d = new PhiAccrualDetector(opts);
+    const last = feed(d, 50, 1000, () => Math.round(Math.random() * 100 - 50));
+    for (const threshold of [0.1, 0.3, 1, 3, 8, 16]) {
+      const at = d.elapsedAtPhi(threshold);
+      assert.ok(Number.isFinite(at), `threshold ${threshold}`);
+      assert.ok(d.phi(last + at - 1) < threshold, `before the deadline, threshold ${threshold}`);
+      assert.ok(d.phi(last + at + 1) >= threshold, `after the deadline, threshold ${threshold}`);
+    }
+    // With the defaults at 1 s: suspect after ~3 s, dead before 5 s of silence.
+    assert.ok(d.elapsedAtPhi(3) > 2500 && d.elapsedAtPhi(3) < 4000, String(d.elapsedAtPhi(3)));
+    assert.ok(d.elapsedAtPhi(8) > d.elapsedAtPhi(3) && d.elapsedAtPhi(8) < 5000, String(d.elapsedAtPhi(8)));
+  });
+
+  it('is Infinity before any heartbeat, and the crossing is 0 at phi(mean) = log10(2)', () => {
+    assert.equal(new PhiAccrualDetector(opts).elapsedAtPhi(3), Infinity);
+    assert.ok(Math.abs(phiCrossing(Math.log10(2))) < 1e-6);
+    assert.ok(phiCrossing(8) > phiCrossing(3));
   });
 });
 

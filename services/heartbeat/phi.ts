@@ -99,6 +99,18 @@ export class PhiAccrualDetector {
     return phiOf(elapsed, mean, std);
   }
 
+  /**
+   * How long after the last heartbeat phi reaches `threshold` (given the current window),
+   * ms; Infinity before the first heartbeat. Lets callers sleep until an agent can be due
+   * instead of evaluating phi for every agent on every pass.
+   */
+  elapsedAtPhi(threshold: number): number {
+    if (this.#last === undefined) return Infinity;
+    const mean = this.meanMs + this.#opts.acceptablePauseMs;
+    const std = Math.max(this.stdDevMs, this.#opts.minStdDevMs);
+    return mean + std * phiCrossing(threshold);
+  }
+
   #push(v: number): void {
     if (this.#window.length < this.#opts.windowSize) {
       this.#window.push(v);
@@ -124,4 +136,26 @@ export function phiOf(elapsedMs: number, meanMs: number, stdMs: number): number 
   const e = Math.exp(-y * (1.5976 + 0.070566 * y * y));
   if (elapsedMs > meanMs) return -Math.log10(e / (1 + e));
   return -Math.log10(1 - 1 / (1 + e));
+}
+
+const crossings = new Map<number, number>();
+
+/**
+ * The standardized lateness y = (elapsed - mean) / std at which {@link phiOf} reaches
+ * `threshold`, from below (so a deadline computed from it is never late). phi depends on
+ * elapsed, mean and std only through y, so one bisection per threshold serves every agent.
+ */
+export function phiCrossing(threshold: number): number {
+  let y = crossings.get(threshold);
+  if (y !== undefined) return y;
+  let lo = -50;
+  let hi = 50;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (phiOf(mid, 0, 1) >= threshold) hi = mid;
+    else lo = mid;
+  }
+  y = lo;
+  crossings.set(threshold, y);
+  return y;
 }

@@ -1,9 +1,18 @@
 /**
  * The agent registry: one JetStream KV entry per agent (`a.<tenant>.<agent>`, an encoded
- * telemesh.heartbeat.v1.Agent) plus one liveness entry per replica (`r.<replica>`), with a
- * local cache kept current by a KV watch. Every change of an agent entry is a
- * compare-and-set on the revision the writer last saw, so two replicas can never both
- * apply a transition (no agent is declared dead twice).
+ * telemesh.heartbeat.v1.Agent) plus one lease entry per replica (`r.<replica>`), with a
+ * local cache kept current by a KV watch.
+ *
+ * Ownership is leased per replica, not per agent: an agent entry names its owner replica,
+ * and that ownership is valid exactly as long as the owner's own lease entry is. A replica
+ * renews only its one entry (once a second), so the bucket sees one write per replica per
+ * second however many agents it holds; agent entries are written on state changes and
+ * ownership changes (plus a slow last-seen refresh). The lease value carries its own
+ * expiry, because nats-server 2.9 has no per-key TTL.
+ *
+ * Every change of an agent entry is a compare-and-set on the revision the writer last saw,
+ * so of two replicas racing for the same transition exactly one wins; only the winner
+ * announces it, so no agent is declared dead twice.
  */
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { JetStreamApiError } from '@nats-io/jetstream';
@@ -17,6 +26,16 @@ export interface RegistryEntry {
   readonly revision: number;
 }
 
+/** A replica's lease, as stored in its `r.<replica>` entry (the writer's clock). */
+export interface ReplicaLease {
+  /** When the lease ends unless renewed, Unix ms. Its agents are orphans after it. */
+  readonly expiresMs: number;
+  /** When it was last renewed, Unix ms. */
+  readonly renewedMs: number;
+  /** True once the replica stopped cleanly: it holds no streams, its agents may move at once. */
+  readonly stopping: boolean;
+}
+
 /** A change seen on the watch: the entry after, and the cached one before (if any). */
 export type RegistryListener = (after: RegistryEntry, before: RegistryEntry | undefined) => void;
 
@@ -25,7 +44,7 @@ export function agentKey(tenant: string, agentId: string): string {
   return `a.${tenant}.${agentId}`;
 }
 
-/** The KV key of a replica's liveness entry. */
+/** The KV key of a replica's lease entry. */
 export function replicaKey(replica: string): string {
   return `r.${replica}`;
 }
@@ -40,12 +59,23 @@ export function isCasConflict(err: unknown): boolean {
   return err instanceof Error && /wrong last sequence/i.test(err.message);
 }
 
+/** Decodes a lease entry; a value that is not one reads as an expired lease. */
+export function decodeLease(value: Uint8Array): ReplicaLease {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(value)) as Partial<Record<keyof ReplicaLease, unknown>>;
+    const expiresMs = typeof v.expiresMs === 'number' ? v.expiresMs : 0;
+    return { expiresMs, renewedMs: typeof v.renewedMs === 'number' ? v.renewedMs : 0, stopping: v.stopping === true };
+  } catch {
+    return { expiresMs: 0, renewedMs: 0, stopping: false };
+  }
+}
+
 /** Registry over one KV bucket. */
 export class AgentRegistry {
   readonly #kv: KV;
   readonly #logger: Logger;
   readonly #agents = new Map<string, RegistryEntry>();
-  readonly #replicas = new Map<string, number>();
+  readonly #replicas = new Map<string, ReplicaLease>();
   readonly #listeners = new Set<RegistryListener>();
   #stopWatch: (() => void) | undefined;
 
@@ -119,26 +149,22 @@ export class AgentRegistry {
     return rev;
   }
 
-  /** Renews this replica's liveness entry until `expiresAtMs`. */
-  async putReplica(replica: string, expiresAtMs: number): Promise<void> {
-    await this.#kv.put(replicaKey(replica), new TextEncoder().encode(String(expiresAtMs)));
+  /** Writes this replica's lease entry. */
+  async putReplica(replica: string, lease: ReplicaLease): Promise<void> {
+    const data = new TextEncoder().encode(JSON.stringify(lease));
+    await this.#kv.put(replicaKey(replica), data);
+    this.#apply(replicaKey(replica), data, 0, 'PUT');
   }
 
-  /** Removes this replica's liveness entry (clean shutdown: its agents may move at once). */
-  async deleteReplica(replica: string): Promise<void> {
-    await this.#kv.delete(replicaKey(replica));
-  }
-
-  /** Whether a replica renewed its liveness entry and it has not expired at `nowMs`. */
-  replicaAlive(replica: string, nowMs: number): boolean {
-    const exp = this.#replicas.get(replica);
-    return exp !== undefined && exp > nowMs;
+  /** The last lease seen of a replica (none if it never wrote one or it was deleted). */
+  replica(replica: string): ReplicaLease | undefined {
+    return this.#replicas.get(replica);
   }
 
   #apply(key: string, value: Uint8Array, revision: number, op: string): void {
     if (key.startsWith('r.')) {
       const name = key.slice(2);
-      if (op === 'PUT') this.#replicas.set(name, Number(new TextDecoder().decode(value)));
+      if (op === 'PUT') this.#replicas.set(name, decodeLease(value));
       else this.#replicas.delete(name);
       return;
     }
