@@ -34,6 +34,22 @@ describe('ActiveSeries', () => {
     assert.ok(a.admit(3, 1500));
   });
 
+  it('refreshes a kept entry without a lookup, and a purged entry is admitted afresh', () => {
+    const a = new ActiveSeries(1, 1000);
+    const e = a.admit(7, 0);
+    assert.ok(e);
+    assert.equal(a.admit(7, 900, e), e);
+    a.purge(1500);
+    assert.equal(a.size, 1, 'the refresh through the kept entry counts as activity');
+    a.purge(2000);
+    assert.equal(a.size, 0);
+    assert.equal(e.live, false);
+    const again = a.admit(7, 2000, e);
+    assert.ok(again && again !== e, 'a dead entry is not reused');
+    assert.equal(a.size, 1, 'the series is counted again');
+    assert.equal(a.admit(8, 2000), undefined, 'the cap still applies');
+  });
+
   it('keys label sets stably and distinctly', () => {
     const k = seriesKey(L({ __name__: 'm', a: '1' }));
     assert.equal(k, seriesKey(L({ __name__: 'm', a: '1' })));

@@ -59,7 +59,7 @@ export class TokenBucket {
  * merely counts two series as one).
  */
 export class ActiveSeries {
-  readonly #lastSeen = new Map<number, number>();
+  readonly #entries = new Map<number, ActiveEntry>();
 
   constructor(
     readonly max: number,
@@ -67,26 +67,48 @@ export class ActiveSeries {
   ) {}
 
   get size(): number {
-    return this.#lastSeen.size;
+    return this.#entries.size;
   }
 
-  /** Whether the series may be written: it is already active, or there is room (then it becomes active). */
-  admit(key: number, now: number): boolean {
-    const seen = this.#lastSeen.get(key);
-    if (seen !== undefined) {
-      if (seen !== now) this.#lastSeen.set(key, now);
-      return true;
+  /**
+   * Whether the series may be written: it is already active, or there is room (then it
+   * becomes active). Returns its entry, or undefined when refused. A caller that keeps the
+   * entry (ingestion keeps it with the label set's cached verdict) passes it back as
+   * `known`: while the entry is live, admitting is one field write instead of two lookups
+   * in a map of a million hashed keys, which was a tenth of ingestion's CPU.
+   */
+  admit(key: number, now: number, known?: ActiveEntry): ActiveEntry | undefined {
+    if (known !== undefined && known.live) {
+      known.lastSeenMs = now;
+      return known;
     }
-    if (this.max > 0 && this.#lastSeen.size >= this.max) return false;
-    this.#lastSeen.set(key, now);
-    return true;
+    const seen = this.#entries.get(key);
+    if (seen !== undefined) {
+      seen.lastSeenMs = now;
+      return seen;
+    }
+    if (this.max > 0 && this.#entries.size >= this.max) return undefined;
+    const entry: ActiveEntry = { lastSeenMs: now, live: true };
+    this.#entries.set(key, entry);
+    return entry;
   }
 
   /** Forgets series idle for longer than the window. */
   purge(now: number): void {
     const cutoff = now - this.windowMs;
-    for (const [k, t] of this.#lastSeen) if (t < cutoff) this.#lastSeen.delete(k);
+    for (const [k, e] of this.#entries) {
+      if (e.lastSeenMs < cutoff) {
+        e.live = false;
+        this.#entries.delete(k);
+      }
+    }
   }
+}
+
+/** One active series: when it was last written, and whether it is still counted. */
+export interface ActiveEntry {
+  lastSeenMs: number;
+  live: boolean;
 }
 
 /**

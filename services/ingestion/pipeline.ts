@@ -24,7 +24,7 @@ import {
 import { InvalidArgumentError, LimitExceededError, UnavailableError } from '../../libs/runtime/errors.js';
 import { counter, gauge } from '../../libs/runtime/metrics.js';
 import { parseTenantOverrides, type IngestLimits } from './config.js';
-import { ActiveSeries, InflightGate, seriesKey, TokenBucket } from './limits.js';
+import { ActiveSeries, InflightGate, seriesKey, TokenBucket, type ActiveEntry } from './limits.js';
 import { createScrubber, type Scrubber, type ScrubReason } from './scrub.js';
 import { checkLabels, isCanonical, sampleWindow, timestampProblem, type Problem, type RejectReason } from './validate.js';
 import { decodeSeriesMessage, encodeLabelFields, encodeSeries, encodeSeriesMessage, readValues } from './wire.js';
@@ -101,6 +101,8 @@ interface LabelVerdict {
   /** Active-series key ({@link seriesKey} of the canonical labels). */
   readonly key: number;
   readonly metric: string;
+  /** The series' active-series entry once admitted (see ActiveSeries.admit). */
+  active: ActiveEntry | undefined;
 }
 
 /**
@@ -366,6 +368,7 @@ export class Ingester {
       labelFields: encodeLabelFields(canonical),
       key: seriesKey(canonical),
       metric: metricName(canonical),
+      active: undefined,
     });
   }
 
@@ -438,10 +441,12 @@ export class Ingester {
         count = keptTs.length;
         if (count === 0) continue;
       }
-      if (!st.active.admit(verdict.key, now)) {
+      const active = st.active.admit(verdict.key, now, verdict.active);
+      if (active === undefined) {
         reject(i, count, `${fieldOf(i)}.labels`, `series of metric ${JSON.stringify(verdict.metric)} not accepted: tenant ${tenant} has reached ingestion.maxActiveSeries = ${limits.maxActiveSeries} active series`, 'active_series');
         continue;
       }
+      verdict.active = active;
       accepted += count;
       if (keptTs === undefined && verdict.forward) {
         out.push(buf);
