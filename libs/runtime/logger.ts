@@ -44,6 +44,6 @@ export function createLogger(opts: LoggerOptions): Logger {
 export const loggerKey = createContextKey<Logger | undefined>(undefined);
 
 /** The request's logger, or `fallback` outside a request. */
-export function requestLogger(ctx: HandlerContext, fallback: Logger): Logger {
+export function requestLogger(ctx: Pick<HandlerContext, 'values'>, fallback: Logger): Logger {
   return ctx.values.get(loggerKey) ?? fallback;
 }

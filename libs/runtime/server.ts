@@ -4,7 +4,8 @@
  * from one handler, optionally TLS. Services register their implementation and HTTP
  * routes; health, `/livez`, `/readyz` and `/metrics` are built in. Listening starts early
  * so probes answer while modules start; an RPC whose service has not registered yet gets
- * `unavailable`, not 404.
+ * `unavailable`, not 404. Hot bidi streams (agent heartbeats) can also be served natively
+ * for plain gRPC clients on the HTTP/2 listener, beside connect-es (see ./native-grpc.ts).
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -13,7 +14,7 @@ import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { Code, ConnectError, type ConnectRouter, type Interceptor, type ServiceImpl } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import type { DescService } from '@bufbuild/protobuf';
+import type { DescMessage, DescMethodBiDiStreaming, DescService } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Health } from '../contracts/grpc/health/v1/health_pb.js';
@@ -21,6 +22,9 @@ import { StartupError } from './errors.js';
 import { healthService, type HealthRegistry } from './health.js';
 import { describeSetting } from './config.js';
 import { tracedHttp } from './http.js';
+import { isNativeGrpc, nativeRoute, NativeGrpcStream, type GrpcStreamHandler, type NativeRoute } from './native-grpc.js';
+
+export type { GrpcStreamCall, GrpcStreamHandler, GrpcStreamSession } from './native-grpc.js';
 
 /** A request to a plain HTTP route. */
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -73,6 +77,10 @@ export class RpcServer {
   #h2?: http2.Http2Server | http2.Http2SecureServer;
   readonly #sockets = new Set<Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** Native gRPC stream methods by path (`/<service>/<method>`). */
+  readonly #native = new Map<string, NativeRoute>();
+  /** Live native streams: shutdown ends them here, with no listener per stream. */
+  readonly #nativeStreams = new Set<NativeGrpcStream>();
   #closing: Promise<void> | undefined;
 
   constructor(opts: ServerOptions, deps: ServerDeps) {
@@ -92,6 +100,16 @@ export class RpcServer {
     this.#services.push((router) => router.service(service, impl));
     this.#serviceNames.add(service.typeName);
     this.#handler = this.#build();
+  }
+
+  /**
+   * Serves one bidi streaming method natively on the HTTP/2 listener for plain binary gRPC
+   * clients (see ./native-grpc.ts): the interceptors run once per stream, request messages
+   * go straight to the handler's session. Every other protocol, encoding and listener still
+   * reaches the method through connect-es, so the service must be registered there too.
+   */
+  registerGrpcStream<I extends DescMessage, O extends DescMessage>(method: DescMethodBiDiStreaming<I, O>, handler: GrpcStreamHandler<I, O>): void {
+    this.#native.set(`/${method.parent.typeName}/${method.name}`, nativeRoute(method, handler, this.#deps.interceptors));
   }
 
   /**
@@ -196,6 +214,7 @@ export class RpcServer {
     // of buffered data per HTTP/2 session stalls new streams well before CPU runs out.
     const h2opts = { maxSessionMemory: 128 };
     this.#h2 = tlsOpts ? http2.createSecureServer({ ...tlsOpts, ...h2opts, allowHTTP1: true }, handler) : http2.createServer(h2opts, handler);
+    this.#routeNativeStreams(this.#h2);
     this.#h2.on('session', (s: http2.ServerHttp2Session) => {
       this.#sessions.add(s);
       s.once('close', () => this.#sessions.delete(s));
@@ -206,13 +225,45 @@ export class RpcServer {
   }
 
   /**
+   * Puts the native gRPC path in front of Node's HTTP/2 compatibility layer. That layer is
+   * itself just a 'stream' listener (added by Node when the server got a request handler)
+   * that wraps each stream in request/response objects for connect-es; a native stream must
+   * be taken before it does, because once wrapped its data already flows to connect-es. So
+   * its listener is replaced by one that hands registered gRPC paths to the native path and
+   * everything else to the original listener, unchanged.
+   */
+  #routeNativeStreams(h2: http2.Http2Server | http2.Http2SecureServer): void {
+    type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
+    const compat = h2.listeners('stream') as StreamListener[];
+    for (const l of compat) h2.off('stream', l);
+    h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+      const route = this.#native.size > 0 ? this.#native.get(headers[':path'] ?? '') : undefined;
+      if (route && isNativeGrpc(headers)) {
+        if (this.#shutdown.signal.aborted) {
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(Code.Unavailable), 'grpc-message': encodeURIComponent('server is shutting down') }, { endStream: true });
+          return;
+        }
+        const s = new NativeGrpcStream(stream, headers, route, {
+          maxRequestBytes: this.#opts.maxRequestBytes,
+          onClose: (x) => this.#nativeStreams.delete(x),
+        });
+        if (!stream.closed) this.#nativeStreams.add(s);
+        return;
+      }
+      for (const l of compat) l.call(h2, stream, headers, flags, rawHeaders);
+    });
+  }
+
+  /**
    * Graceful shutdown: stop accepting, tell streams to finish (shutdown signal, HTTP/2
    * GOAWAY), wait for in-flight requests up to `shutdownTimeoutMs`, then cut what is left.
    * Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#shutdown.abort(new ConnectError('server is shutting down', Code.Unavailable));
+      const shuttingDown = new ConnectError('server is shutting down', Code.Unavailable);
+      this.#shutdown.abort(shuttingDown);
+      for (const s of this.#nativeStreams) s.end(shuttingDown);
       const closed = Promise.all([
         this.#http ? new Promise<void>((r) => this.#http!.close(() => r())) : undefined,
         this.#h2 ? new Promise<void>((r) => this.#h2!.close(() => r())) : undefined,

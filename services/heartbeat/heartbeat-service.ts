@@ -94,7 +94,7 @@ interface Owned {
   revision: number;
   detector: PhiAccrualDetector;
   requestedMs: number;
-  stream: Outbox | undefined;
+  stream: AgentSink | undefined;
   brokenAtMs: number | undefined;
   lastSeq: bigint;
   lastSeenMs: number;
@@ -112,34 +112,57 @@ interface Owned {
   registered: boolean;
 }
 
+/**
+ * The response side of one agent stream, whatever serves it: connect-es (an {@link Outbox}
+ * drained by the handler) or the server's native gRPC path (its call object).
+ */
+export interface AgentSink {
+  /** Sends a directive; ignored once ended. */
+  send(response: ConnectResponse): void;
+  /** Ends the stream, with `error` as its status when given; the first call wins. */
+  end(error?: unknown): void;
+  readonly ended: boolean;
+}
+
+/** The request side of one agent stream: its messages and its end, fed by the transport. */
+export interface AgentSession {
+  onMessage(request: ConnectRequest): void;
+  /** The agent half-closed (no error) or the stream broke (reset, lost connection, bad input). */
+  onEnd(error?: unknown): void;
+}
+
+// Messages an agent may send before its registration completes and it gets its welcome;
+// beyond that, beats are dropped (an agent beats once per interval, at least a second).
+const MAX_EARLY_MESSAGES = 64;
+
 /** A minimal async queue feeding one server stream. */
 class Outbox<T = ConnectResponse> {
   readonly #items: T[] = [];
   #wake: (() => void) | undefined;
-  #closed = false;
+  #ended = false;
   #error: unknown;
 
-  push(item: T): void {
-    if (this.#closed) return;
+  send(item: T): void {
+    if (this.#ended) return;
     this.#items.push(item);
     this.#wake?.();
   }
 
-  close(error?: unknown): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  end(error?: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
     this.#error = error;
     this.#wake?.();
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  get ended(): boolean {
+    return this.#ended;
   }
 
   async *drain(): AsyncGenerator<T> {
     for (;;) {
       while (this.#items.length > 0) yield this.#items.shift()!;
-      if (this.#closed) {
+      if (this.#ended) {
         if (this.#error !== undefined) throw this.#error;
         return;
       }
@@ -259,8 +282,8 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
 
   /** Ends every agent stream with `unavailable` and every watch, so clients go elsewhere. */
   #endStreams(): void {
-    for (const o of this.#owned.values()) o.stream?.close(new UnavailableReplicaError(`replica ${this.#d.replica} is shutting down; reconnect`));
-    for (const w of this.#watchers) w.out.close();
+    for (const o of this.#owned.values()) o.stream?.end(new UnavailableReplicaError(`replica ${this.#d.replica} is shutting down; reconnect`));
+    for (const w of this.#watchers) w.out.end();
   }
 
   /** Starts the sweep, the replica lease renewal and the periodic `up` samples. */
@@ -305,7 +328,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
         o.detector.reset(ms);
         o.detector.start(this.#now());
         o.dueMs = 0;
-        o.stream?.push(create(ConnectResponseSchema, { intervalMs: BigInt(ms), replica: this.#d.replica, reason: 'interval changed' }));
+        o.stream?.send(create(ConnectResponseSchema, { intervalMs: BigInt(ms), replica: this.#d.replica, reason: 'interval changed' }));
       }
     }
   }
@@ -317,51 +340,120 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
 
   // ---------------------------------------------------------------- Connect
 
-  /** The agent stream: hello, then beats; answers with directives. */
+  /**
+   * The agent stream on connect-es (Connect, gRPC-Web, and gRPC with compression): feeds the
+   * request iterable into the same session as the native gRPC path, and yields its output.
+   */
   async *connect(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
-    const { tenant } = requirePrincipal(ctx);
-    const log = requestLogger(ctx, this.#d.logger);
-    const it = requests[Symbol.asyncIterator]();
-    const first = await it.next();
-    if (first.done) return;
-    if (first.value.msg.case !== 'hello') {
-      this.#m.rejected.inc({ reason: 'no_hello' });
-      throw new InvalidArgumentError(`msg: the first message of a stream must be hello, got ${first.value.msg.case ?? 'an empty message'}`, [
-        { field: 'msg', description: 'first message must be hello' },
-      ]);
-    }
-    const hello = first.value.msg.value;
-    const labels = this.#validateHello(hello);
     const out = new Outbox();
-    const o = await this.#register(tenant, hello, labels, out);
-    log.debug({ agent_id: hello.agentId }, 'heartbeat: agent connected');
-    out.push(create(ConnectResponseSchema, { intervalMs: o.agent.intervalMs, replica: this.#d.replica, reason: 'welcome' }));
-
-    // Read the agent's messages beside the writer; their end (or error) decides the outcome.
+    const session = this.openConnect(ctx, out);
     void (async () => {
-      let goodbye = false;
       try {
-        for (;;) {
-          const r = await it.next();
-          if (r.done || out.closed) break;
-          const msg = r.value.msg;
-          if (msg.case === 'beat') this.#beat(o, out, msg.value.seq, msg.value.status);
-          else if (msg.case === 'goodbye') {
-            goodbye = true;
-            await this.#goodbye(o, out, msg.value.reason);
-            break;
-          } else {
-            this.#m.ignored.inc({ reason: msg.case === 'hello' ? 'repeated_hello' : 'empty_message' });
-          }
+        for await (const r of requests) {
+          session.onMessage(r);
+          if (out.ended) break;
         }
-      } catch {
-        // The client reset the stream: handled below like an end without goodbye.
-      } finally {
-        if (!goodbye) this.#broken(o, out);
-        out.close();
+        session.onEnd();
+      } catch (err) {
+        session.onEnd(err);
       }
     })();
     yield* out.drain();
+  }
+
+  /**
+   * One agent stream, independent of the transport: hello, then beats; answers with
+   * directives through `out`. Whoever serves the stream calls the returned session's
+   * `onMessage` per request and `onEnd` once, and ends the response when `out` is ended.
+   * @throws UnauthenticatedError when the context carries no principal.
+   */
+  openConnect(ctx: Pick<HandlerContext, 'values'>, out: AgentSink): AgentSession {
+    const { tenant } = requirePrincipal(ctx);
+    const log = requestLogger(ctx, this.#d.logger);
+    // hello: waiting for the first message; registering: it was a hello, registration in
+    // flight (messages wait); open: beats flow; done: goodbye, end or error decided it.
+    let phase: 'hello' | 'registering' | 'open' | 'done' = 'hello';
+    let owned: Owned | undefined;
+    const early: ConnectRequest[] = [];
+    let earlyEnd: { error: unknown } | undefined;
+
+    // The agent's messages after the welcome; their end (or error) decides the outcome.
+    const handle = (o: Owned, req: ConnectRequest) => {
+      if (out.ended) return finish(o);
+      const msg = req.msg;
+      if (msg.case === 'beat') this.#beat(o, out, msg.value.seq, msg.value.status);
+      else if (msg.case === 'goodbye') {
+        phase = 'done';
+        const end = () => out.end();
+        this.#goodbye(o, out, msg.value.reason).then(end, end);
+      } else {
+        this.#m.ignored.inc({ reason: msg.case === 'hello' ? 'repeated_hello' : 'empty_message' });
+      }
+    };
+    // The stream ended without goodbye (half-close, reset, or the server ended it).
+    const finish = (o: Owned) => {
+      phase = 'done';
+      this.#broken(o, out);
+      out.end();
+    };
+    const register = async (hello: Hello) => {
+      let o: Owned;
+      try {
+        const labels = this.#validateHello(hello);
+        o = await this.#register(tenant, hello, labels, out);
+      } catch (err) {
+        phase = 'done';
+        out.end(err);
+        return;
+      }
+      owned = o;
+      log.debug({ agent_id: hello.agentId }, 'heartbeat: agent connected');
+      out.send(create(ConnectResponseSchema, { intervalMs: o.agent.intervalMs, replica: this.#d.replica, reason: 'welcome' }));
+      phase = 'open';
+      for (const r of early.splice(0)) {
+        if (phase !== 'open') return;
+        handle(o, r);
+      }
+      if (earlyEnd && phase === 'open') finish(o);
+    };
+
+    return {
+      onMessage: (req) => {
+        if (phase === 'open') {
+          try {
+            handle(owned!, req);
+          } catch {
+            // Handled like a stream that broke: the agent is suspect, the stream ends.
+            finish(owned!);
+          }
+        } else if (phase === 'registering') {
+          if (early.length < MAX_EARLY_MESSAGES || req.msg.case !== 'beat') early.push(req);
+          else this.#m.ignored.inc({ reason: 'before_welcome' });
+        } else if (phase === 'hello') {
+          if (req.msg.case !== 'hello') {
+            phase = 'done';
+            this.#m.rejected.inc({ reason: 'no_hello' });
+            out.end(
+              new InvalidArgumentError(`msg: the first message of a stream must be hello, got ${req.msg.case ?? 'an empty message'}`, [
+                { field: 'msg', description: 'first message must be hello' },
+              ]),
+            );
+            return;
+          }
+          phase = 'registering';
+          void register(req.msg.value);
+        }
+      },
+      onEnd: (error) => {
+        if (phase === 'open') finish(owned!);
+        else if (phase === 'registering') earlyEnd ??= { error };
+        else if (phase === 'hello') {
+          // Ended before saying anything: nothing to register or to suspect.
+          phase = 'done';
+          out.end(error);
+        }
+      },
+    };
   }
 
   #validateHello(hello: Hello): Label[] {
@@ -382,11 +474,11 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     return hello.labels.map((l) => create(LabelSchema, { name: l.name, value: l.value }));
   }
 
-  async #register(tenant: string, hello: Hello, labels: Label[], out: Outbox): Promise<Owned> {
+  async #register(tenant: string, hello: Hello, labels: Label[], out: AgentSink): Promise<Owned> {
     const key = agentKey(tenant, hello.agentId);
     const now = this.#now();
     const existing = this.#owned.get(key);
-    if (existing?.stream && !existing.stream.closed) {
+    if (existing?.stream && !existing.stream.ended) {
       this.#m.rejected.inc({ reason: 'agent_held' });
       throw new AgentHeldError(`agent_id ${JSON.stringify(hello.agentId)} of tenant ${tenant} is held by another live stream on replica ${this.#d.replica}`);
     }
@@ -513,7 +605,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     }
   }
 
-  #beat(o: Owned, out: Outbox, seq: bigint, status: string): void {
+  #beat(o: Owned, out: AgentSink, seq: bigint, status: string): void {
     if (o.stream !== out) {
       this.#m.ignored.inc({ reason: 'stale_stream' });
       return;
@@ -536,7 +628,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     }
   }
 
-  async #goodbye(o: Owned, out: Outbox, reason: string): Promise<void> {
+  async #goodbye(o: Owned, out: AgentSink, reason: string): Promise<void> {
     if (o.stream !== out) return;
     o.stream = undefined;
     this.#transition(o, AgentState.LEFT, `goodbye${reason ? `: ${reason}` : ''}`);
@@ -545,7 +637,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     this.#m.owned.set(this.#owned.size);
   }
 
-  #broken(o: Owned, out: Outbox): void {
+  #broken(o: Owned, out: AgentSink): void {
     if (o.stream !== out) return;
     o.stream = undefined;
     o.brokenAtMs = this.#now();
@@ -724,7 +816,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     o.lost = true;
     const stream = o.stream;
     o.stream = undefined;
-    stream?.close(new AgentHeldError(`agent ${o.agentId} moved to replica ${newOwner}`));
+    stream?.end(new AgentHeldError(`agent ${o.agentId} moved to replica ${newOwner}`));
     if (this.#owned.get(o.key) === o) this.#owned.delete(o.key);
     this.#m.owned.set(this.#owned.size);
   }
@@ -958,7 +1050,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     const w = { tenant, matchers: compileMatchers(req.matchers, 'matchers'), out: new Outbox<WatchAgentsResponse>() };
     if (this.#stopped) return;
     this.#watchers.add(w);
-    const end = () => w.out.close();
+    const end = () => w.out.end();
     ctx.signal.addEventListener('abort', end, { once: true });
     try {
       yield* w.out.drain();
@@ -973,7 +1065,7 @@ export class HeartbeatServiceImpl implements Partial<ServiceImpl<typeof Heartbea
     if (from === after.agent.state || this.#watchers.size === 0) return;
     for (const w of this.#watchers) {
       if (w.tenant !== after.agent.tenant || !matchesAll(agentLabels(after.agent), w.matchers)) continue;
-      w.out.push(create(WatchAgentsResponseSchema, { agent: after.agent, previousState: from, reason: after.agent.reason }));
+      w.out.send(create(WatchAgentsResponseSchema, { agent: after.agent, previousState: from, reason: after.agent.reason }));
     }
   }
 }

@@ -4,10 +4,13 @@
  * configuration so the suite stays fast; timing asserts are generous bounds only.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startHeartbeat as startAgent, type HeartbeatHandle } from '../../libs/agent-sdk/heartbeat.js';
 import { agentsSubject, BUCKETS, connectBus, samplesSubject, type Bus } from '../../libs/bus/index.js';
@@ -485,5 +488,136 @@ describe('heartbeat service with several replicas', () => {
     } finally {
       await bus.close();
     }
+  });
+});
+
+/** A client nobody here wrote, built from the .proto files: plain gRPC, the native path. */
+describe('heartbeat service with a @grpc/grpc-js client (native gRPC path)', () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+  let obs: Observer;
+  let r1: Replica;
+  let client: grpc.Client;
+  let agentToken: string;
+  const streams: grpc.ClientDuplexStream<object, GrpcResponse>[] = [];
+
+  interface GrpcResponse {
+    intervalMs: string;
+    replica: string;
+    reason: string;
+  }
+
+  /** Opens an agent stream; collects what comes back. */
+  const open = (token = agentToken) => {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    const call = (client as unknown as Record<string, (md: grpc.Metadata) => grpc.ClientDuplexStream<object, GrpcResponse>>).Connect!(md);
+    streams.push(call);
+    const got: GrpcResponse[] = [];
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.on('data', (r: GrpcResponse) => got.push(r));
+    call.on('error', () => {});
+    return { call, got, status };
+  };
+  const helloMsg = (agentId: string) => ({ hello: { agentId, hostname: `${agentId}.local`, version: '1', labels: [], requestedIntervalMs: '1000' } });
+
+  before(async () => {
+    nats = await startTestNats();
+    nc = await connect({ servers: nats.url });
+    obs = new Observer(nc);
+    r1 = await startReplica(nats, 'g1');
+    agentToken = await auth.token(['agent'], 'acme');
+    const def = protoLoader.loadSync(['telemesh/heartbeat/v1/heartbeat_service.proto'], {
+      includeDirs: [join(import.meta.dirname, '../../proto')],
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { telemesh: { heartbeat: { v1: { HeartbeatService: grpc.ServiceClientConstructor } } } };
+    client = new pkg.telemesh.heartbeat.v1.HeartbeatService(new URL(r1.url).host, grpc.credentials.createInsecure());
+  });
+  after(async () => {
+    for (const s of streams) s.cancel();
+    client?.close();
+    await r1?.stop();
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('welcomes the agent, takes heartbeats, sends directives, and a goodbye makes it left', async () => {
+    const { call, got, status } = open();
+    call.write(helloMsg('g-a1'));
+    await eventually(() => got.length > 0, 'welcome');
+    assert.deepEqual(got[0], { intervalMs: '1000', replica: 'g1', reason: 'welcome' });
+    for (let seq = 1; seq <= 3; seq++) call.write({ beat: { seq: String(seq), sentAtMs: String(Date.now()), status: 'ok' } });
+    await eventually(async () => (await r1.metrics.getSingleMetricAsString('telemesh_heartbeat_beats_total')).includes(' 3'), 'three beats counted', 5000);
+    r1.impl.setIntervalRules('acme=2');
+    await eventually(() => got.some((r) => r.reason === 'interval changed' && r.intervalMs === '2000'), 'interval directive');
+    r1.impl.setIntervalRules('');
+    assert.ok(obs.states('g-a1').includes('ALIVE'));
+    call.write({ goodbye: { reason: 'shutdown' } });
+    call.end();
+    assert.equal((await status).code, grpc.status.OK);
+    await eventually(() => obs.states('g-a1').includes('LEFT'), 'left event');
+    assert.ok(!obs.states('g-a1').includes('SUSPECT'));
+  });
+
+  it('a reset (RST_STREAM) makes the agent suspect at once and dead after the grace', async () => {
+    const { call, got } = open();
+    call.write(helloMsg('g-a2'));
+    await eventually(() => got.length > 0, 'welcome');
+    call.cancel();
+    await eventually(() => obs.states('g-a2').includes('SUSPECT'), 'suspect at once', 2000);
+    await eventually(() => obs.states('g-a2').includes('DEAD'), 'dead after the grace', 5000);
+  });
+
+  it('refuses a bad token (UNAUTHENTICATED), an agent role missing (PERMISSION_DENIED) and a first message that is not hello (INVALID_ARGUMENT)', async () => {
+    const bad = open('not-a-jwt');
+    bad.call.write(helloMsg('g-a3'));
+    assert.equal((await bad.status).code, grpc.status.UNAUTHENTICATED);
+    const reader = open(await auth.token(['reader'], 'acme'));
+    reader.call.write(helloMsg('g-a3'));
+    assert.equal((await reader.status).code, grpc.status.PERMISSION_DENIED);
+    const wrong = open();
+    wrong.call.write({ beat: { seq: '1' } });
+    const st = await wrong.status;
+    assert.equal(st.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(st.details, /first message of a stream must be hello/);
+    const badId = open();
+    badId.call.write(helloMsg('has a space'));
+    assert.equal((await badId.status).code, grpc.status.INVALID_ARGUMENT);
+    assert.deepEqual(obs.states('g-a3'), []);
+  });
+
+  it('a second stream for a held agent gets ALREADY_EXISTS; a Connect-protocol client still reaches the same method through connect-es', async () => {
+    const first = open();
+    first.call.write(helloMsg('g-a4'));
+    await eventually(() => first.got.length > 0, 'welcome');
+    const second = open();
+    second.call.write(helloMsg('g-a4'));
+    assert.equal((await second.status).code, grpc.status.ALREADY_EXISTS);
+    first.call.write({ goodbye: { reason: '' } });
+    first.call.end();
+    await first.status;
+    // Connect protocol over HTTP/2: not plain gRPC, so served by connect-es with the same session core.
+    const connectClient = createClient(HeartbeatService, createConnectTransport({ baseUrl: r1.url, httpVersion: '2' }));
+    const reqs = (async function* () {
+      yield create(ConnectRequestSchema, { msg: hello('g-a5') });
+      await new Promise((r) => setTimeout(r, 200));
+      yield create(ConnectRequestSchema, { msg: { case: 'goodbye', value: { reason: 'done' } } });
+    })();
+    const reasons: string[] = [];
+    for await (const r of connectClient.connect(reqs, { headers: { authorization: `Bearer ${agentToken}` } })) reasons.push(r.reason);
+    assert.deepEqual(reasons, ['welcome']);
+    await eventually(() => obs.states('g-a5').includes('LEFT'), 'left event (connect protocol)');
+  });
+
+  it('graceful shutdown ends open streams with UNAVAILABLE', async () => {
+    const { call, got, status } = open();
+    call.write(helloMsg('g-a6'));
+    await eventually(() => got.length > 0, 'welcome');
+    await r1.stop();
+    assert.equal((await status).code, grpc.status.UNAVAILABLE);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Lifecycle of the heartbeat service: open the agent registry (KV), start the failure
- * detector, register HeartbeatService; on stop, end agent streams so agents move to
+ * detector, register HeartbeatService (and its agent stream on the native gRPC path); on stop, end agent streams so agents move to
  * another replica, and stop the detector.
  */
 import type { Logger } from 'pino';
@@ -44,6 +44,9 @@ export async function startHeartbeat(deps: HeartbeatModuleDeps): Promise<Started
   });
   await impl.start();
   logger.info({ replica }, 'heartbeat: started');
+  // Agents' gRPC streams take the server's native path (thousands of streams, a message a
+  // second each); Connect and gRPC-Web clients of the same method still reach `connect`.
+  deps.server.registerGrpcStream(HeartbeatService.method.connect, (call) => impl.openConnect(call, call));
   const served = serveContract(deps, HeartbeatService, {
     connect: (reqs, ctx) => impl.connect(reqs, ctx),
     getAgent: (req, ctx) => impl.getAgent(req, ctx),

@@ -25,7 +25,7 @@ export const principalKey = createContextKey<Principal | undefined>(undefined, {
  * @throws UnauthenticatedError when there is none: the RPC is public or the interceptor is
  *   not installed, and either way the handler must not guess a tenant.
  */
-export function requirePrincipal(ctx: HandlerContext): Principal {
+export function requirePrincipal(ctx: Pick<HandlerContext, 'values'>): Principal {
   const principal = ctx.values.get(principalKey);
   if (!principal) throw new UnauthenticatedError('no authenticated caller');
   return principal;
