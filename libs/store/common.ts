@@ -7,7 +7,7 @@
 import { canonicalLabels, compileMatcher, METRIC_NAME_LABEL } from '../model/index.js';
 import type { CompiledMatcher, Label, Labels, Matcher, SeriesSamples } from '../model/index.js';
 import { StoreInputError, StoreLimitError } from './errors.js';
-import type { SampleColumns, SelectLimits } from './port.js';
+import type { SampleColumns, SelectLimits, SeriesColumns } from './port.js';
 
 /**
  * Orders label sets as Prometheus does (`labels.Compare`): pairwise by name, then value;
@@ -310,4 +310,14 @@ export function sortedLabelValues(series: Iterable<{ readonly labels: Labels }>,
     if (v !== '') values.add(v);
   }
   return [...values].sort(compareStrings);
+}
+
+/** `select`'s answer as `selectColumns` gives it, for adapters that read plain arrays. */
+export function toColumns(found: readonly SeriesSamples[]): SeriesColumns[] {
+  return found.map((s) => ({ labels: s.labels as Label[], timestampsMs: Float64Array.from(s.timestampsMs), values: Float64Array.from(s.values) }));
+}
+
+/** `selectColumns`' answer as `select` gives it, for adapters that read typed arrays. */
+export function fromColumns(found: readonly SeriesColumns[]): SeriesSamples[] {
+  return found.map((s) => ({ labels: s.labels, timestampsMs: Array.from(s.timestampsMs), values: Array.from(s.values) }));
 }

@@ -57,6 +57,7 @@ import {
   compareLabels,
   compileMatchers,
   decodeLabels,
+  fromColumns,
   identityOf,
   labelValue,
   LimitTracker,
@@ -653,8 +654,7 @@ class DuckDbMetricStore implements RollupStore {
     endMs: number,
     limits?: SelectLimits,
   ): Promise<SeriesSamples[]> {
-    const found = await this.selectColumns(tenant, matchers, startMs, endMs, limits);
-    return found.map((s) => ({ labels: s.labels, timestampsMs: Array.from(s.timestampsMs), values: Array.from(s.values) }));
+    return fromColumns(await this.selectColumns(tenant, matchers, startMs, endMs, limits));
   }
 
   async selectColumns(

@@ -50,6 +50,7 @@ import {
   prepareBatch,
   sortedLabelNames,
   sortedLabelValues,
+  toColumns,
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
@@ -372,8 +373,7 @@ class MongoMetricStore implements RollupStore {
     endMs: number,
     limits?: SelectLimits,
   ): Promise<SeriesColumns[]> {
-    const found = await this.select(tenant, matchers, startMs, endMs, limits);
-    return found.map((s) => ({ labels: s.labels as Label[], timestampsMs: Float64Array.from(s.timestampsMs), values: Float64Array.from(s.values) }));
+    return toColumns(await this.select(tenant, matchers, startMs, endMs, limits));
   }
 
   async series(tenant: string, matchers: readonly Matcher[], startMs: number, endMs: number, limits?: SelectLimits): Promise<Label[][]> {
