@@ -35,6 +35,7 @@ import { prometheusApiRoutes } from '../../services/aggregation/prom-api.js';
 import { Querier, tenantQueryable } from '../../services/aggregation/querier.js';
 import { rangeQuery, type PromValue } from '../../libs/promql/index.js';
 import { havePrometheus, startPrometheus, timeSlices, type PeerSeries, type PrometheusPeer } from '../../test/prometheus-peer.js';
+import { seededRandom } from '../../test/random.js';
 
 const SERIES = Number(process.env.BENCH_QUERY_SERIES ?? 1000);
 const ITERATIONS = Number(process.env.BENCH_QUERY_ITERATIONS ?? 30);
@@ -45,17 +46,6 @@ const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 const TENANT = 'bench';
 const logger = createLogger({ level: 'warn', service: 'bench-query' });
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Gen = { labels: Record<string, string>; next: (k: number) => number };
 
@@ -125,7 +115,7 @@ const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 async function storeFigures(dir: string) {
   const path = join(dir, 'bytes', 'telemesh.duckdb');
   const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
-  const rand = rng(7);
+  const rand = seededRandom(7);
   const gens = realisticSeries(Math.max(10, Math.floor(SERIES / 10)), rand);
   const scrapes = 6 * 60 * 4; // 6 hours at 15 s
   const perBatch = 40; // 10 minutes of scrapes per batch, as an agent buffering would send
@@ -260,7 +250,7 @@ async function main(): Promise<void> {
     // of 10 buckets at 15 s, and 10 gauges over 30 days at 60 s.
     const now = Math.floor(Date.now() / MINUTE) * MINUTE;
     const longEnd = Math.floor(now / HOUR) * HOUR;
-    const rand = rng(11);
+    const rand = seededRandom(11);
     const shortBase = now - HOUR - 5 * MINUTE;
     const shortScrapes = (HOUR + 5 * MINUTE) / SCRAPE_MS + 1;
     const counters: Gen[] = [];

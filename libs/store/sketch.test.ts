@@ -1,18 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { QuantileSketch } from './sketch.js';
-
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../test/random.js';
 
 const QS = [0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1];
 
@@ -40,7 +29,7 @@ describe('QuantileSketch', () => {
   for (const alpha of [0.01, 0.05]) {
     for (const [name, draw] of Object.entries(distributions)) {
       it(`stays within α=${alpha} of exact quantiles: ${name}`, () => {
-        const r = rng(42 + alpha * 1000);
+        const r = seededRandom(42 + alpha * 1000);
         const values = Array.from({ length: 20_000 }, () => draw(r));
         const sketch = new QuantileSketch(alpha);
         for (const v of values) sketch.add(v);
@@ -51,7 +40,7 @@ describe('QuantileSketch', () => {
   }
 
   it('merges exactly: the merge of parts equals the sketch of the whole', () => {
-    const r = rng(7);
+    const r = seededRandom(7);
     const values = Array.from({ length: 5000 }, () => (r() - 0.2) * 500);
     const whole = new QuantileSketch();
     const merged = new QuantileSketch();

@@ -17,26 +17,15 @@ import { IngestService } from '../../libs/contracts/telemesh/ingest/v1/ingest_se
 import { QueryService } from '../../libs/contracts/telemesh/query/v1/query_service_pb.js';
 import { bearer, eventually, removeDir, startMesh, testSecret, token, type MeshProcess } from '../harness.js';
 import { havePrometheus, startPrometheus, timeSlices, type PeerSeries, type PrometheusPeer } from '../prometheus-peer.js';
+import { seededRandom } from '../random.js';
 
 const STEP_MS = 15_000;
 const SPAN_MS = 60 * 60_000;
 const REL_TOLERANCE = 1e-9;
 
-/** A small deterministic PRNG (mulberry32), so every run loads the same data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The data set: about 80 series over one hour at a 15 s scrape interval with jitter. */
 function dataset(base: number): PeerSeries[] {
-  const rand = rng(42);
+  const rand = seededRandom(42);
   const out: PeerSeries[] = [];
   const n = SPAN_MS / STEP_MS;
   const at = (k: number) => base + k * STEP_MS + Math.floor(rand() * 400);
