@@ -228,11 +228,13 @@ function translateMetric(
 ): bigint {
   let latest = 0n;
   const data = metric.data;
-  const at = (p: number, j: number) => {
-    out.pointFields[p] = `${prefix}.${data.case ?? 'data'}.data_points[${j}]`;
-  };
-  const seen = (tsMs: bigint) => {
-    if (tsMs > latest) latest = tsMs;
+  // Numbers data point `j` (for error fields); its time in ms, or undefined when it has no recorded value.
+  const recorded = (dp: { readonly flags: number; readonly timeUnixNano: bigint }, j: number): bigint | undefined => {
+    out.pointFields[nextPoint()] = `${prefix}.${data.case ?? 'data'}.data_points[${j}]`;
+    if ((dp.flags & NO_RECORDED_VALUE) !== 0) return undefined;
+    const ts = nsToMs(dp.timeUnixNano);
+    if (ts > latest) latest = ts;
+    return ts;
   };
   switch (data.case) {
     case 'gauge':
@@ -252,12 +254,9 @@ function translateMetric(
       }
       const name = prometheusMetricName(metric.name, metric.unit, kind);
       data.value.dataPoints.forEach((dp, j) => {
-        const p = nextPoint();
-        at(p, j);
-        if ((dp.flags & NO_RECORDED_VALUE) !== 0) return;
+        const ts = recorded(dp, j);
+        if (ts === undefined) return;
         const v = dp.value.case === 'asInt' ? Number(dp.value.value) : dp.value.case === 'asDouble' ? dp.value.value : 0;
-        const ts = nsToMs(dp.timeUnixNano);
-        seen(ts);
         emit(toLabels(base, dp.attributes, name), ts, nsToMs(dp.startTimeUnixNano), v, type);
       });
       return latest;
@@ -269,11 +268,8 @@ function translateMetric(
       }
       const name = prometheusMetricName(metric.name, metric.unit, 'other');
       data.value.dataPoints.forEach((dp, j) => {
-        const p = nextPoint();
-        at(p, j);
-        if ((dp.flags & NO_RECORDED_VALUE) !== 0) return;
-        const ts = nsToMs(dp.timeUnixNano);
-        seen(ts);
+        const ts = recorded(dp, j);
+        if (ts === undefined) return;
         emitHistogram(name, base, dp, ts, emit, out, `${prefix}.histogram.data_points[${j}]`);
       });
       return latest;
@@ -285,11 +281,8 @@ function translateMetric(
       }
       const name = prometheusMetricName(metric.name, metric.unit, 'other');
       data.value.dataPoints.forEach((dp, j) => {
-        const p = nextPoint();
-        at(p, j);
-        if ((dp.flags & NO_RECORDED_VALUE) !== 0) return;
-        const ts = nsToMs(dp.timeUnixNano);
-        seen(ts);
+        const ts = recorded(dp, j);
+        if (ts === undefined) return;
         const { bounds, counts } = exponentialToClassic(dp);
         emitClassic(name, base, dp.attributes, ts, nsToMs(dp.startTimeUnixNano), classicHistogram(bounds, counts, dp.count, dp.count, dp.sum), emit);
       });
@@ -298,11 +291,8 @@ function translateMetric(
     case 'summary': {
       const name = prometheusMetricName(metric.name, metric.unit, 'other');
       data.value.dataPoints.forEach((dp, j) => {
-        const p = nextPoint();
-        at(p, j);
-        if ((dp.flags & NO_RECORDED_VALUE) !== 0) return;
-        const ts = nsToMs(dp.timeUnixNano);
-        seen(ts);
+        const ts = recorded(dp, j);
+        if (ts === undefined) return;
         const startMs = nsToMs(dp.startTimeUnixNano);
         for (const q of dp.quantileValues) emit(toLabels(base, dp.attributes, name, label('quantile', formatFloat(q.quantile))), ts, startMs, q.value, MetricType.SUMMARY);
         emit(toLabels(base, dp.attributes, `${name}_sum`), ts, startMs, dp.sum, MetricType.SUMMARY);

@@ -512,15 +512,33 @@ const makeLabel = (name: string, value: string): Label => create(LabelSchema, { 
 export function splitFrame(batch: SampleBatchFrame, maxBytes: number): SampleBatchFrame[] {
   const withStart = batch.startTimesMs.length > 0;
   const budget = maxBytes - (40 + utf8Bound(batch.tenant) + utf8Bound(batch.batchId));
+  const frameBound = (s: Uint8Array) => 1 + vlen(s.length) + s.length + (withStart ? 10 : 0);
   let fits = true;
-  for (const s of batch.series) if (1 + vlen(s.length) + s.length + (withStart ? 10 : 0) > budget) fits = false;
+  for (const s of batch.series) if (frameBound(s) > budget) fits = false;
   if (!fits) {
     // Rare (one series of tens of thousands of samples): take the message route.
     const parts = splitBatch(create(SampleBatchSchema, { ...batch, series: batch.series.map(decodeSeriesMessage) }), maxBytes);
     return parts.map((p) => ({ tenant: p.tenant, batchId: p.batchId, series: p.series.map(encodeSeriesMessage), receivedAtMs: p.receivedAtMs, startTimesMs: p.startTimesMs }));
   }
-  const parts: SampleBatchFrame[] = [];
-  let series: Uint8Array[] = [];
+  const parts = packParts(batch, budget, frameBound);
+  if (parts.length <= 1) return parts.length === 1 ? parts : [{ ...batch }];
+  return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
+}
+
+/**
+ * Packs `batch.series` in order into parts of at most `budget` bytes, each series
+ * costing `sizeOf(series)`; start times stay with their series. A series larger than
+ * `budget` is cut by `split` and each piece goes out in a part of its own.
+ */
+function packParts<S, B extends { readonly series: S[]; readonly startTimesMs: bigint[] }>(
+  batch: B,
+  budget: number,
+  sizeOf: (s: S) => number,
+  split: (s: S) => S[] = (s) => [s],
+): B[] {
+  const withStart = batch.startTimesMs.length > 0;
+  const parts: B[] = [];
+  let series: S[] = [];
   let starts: bigint[] = [];
   let used = 0;
   const flush = () => {
@@ -532,15 +550,25 @@ export function splitFrame(batch: SampleBatchFrame, maxBytes: number): SampleBat
   };
   for (let i = 0; i < batch.series.length; i++) {
     const s = batch.series[i]!;
-    const size = 1 + vlen(s.length) + s.length + (withStart ? 10 : 0);
-    if (used + size > budget) flush();
-    series.push(s);
-    if (withStart) starts.push(batch.startTimesMs[i] ?? 0n);
-    used += size;
+    const start = withStart ? (batch.startTimesMs[i] ?? 0n) : undefined;
+    const size = sizeOf(s);
+    if (size <= budget) {
+      if (used + size > budget) flush();
+      series.push(s);
+      if (start !== undefined) starts.push(start);
+      used += size;
+      continue;
+    }
+    const pieces = split(s);
+    flush();
+    for (const piece of pieces) {
+      series.push(piece);
+      if (start !== undefined) starts.push(start);
+      flush();
+    }
   }
   flush();
-  if (parts.length <= 1) return parts.length === 1 ? parts : [{ ...batch }];
-  return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
+  return parts;
 }
 
 /** UTF-8 bytes of `s`, at most: 1 per ASCII unit, 3 otherwise (a surrogate pair is 4 for 2 units). */
@@ -598,40 +626,18 @@ export function splitBatch(batch: SampleBatch, maxBytes: number): SampleBatch[] 
   const withStart = batch.startTimesMs.length > 0;
   const header = 40 + utf8Bound(batch.tenant) + utf8Bound(batch.batchId);
   const budget = maxBytes - header;
-  const parts: SampleBatch[] = [];
-  let series: Series[] = [];
-  let starts: bigint[] = [];
-  let used = 0;
-  const flush = () => {
-    if (series.length === 0) return;
-    parts.push({ ...batch, series, startTimesMs: starts });
-    series = [];
-    starts = [];
-    used = 0;
-  };
-  for (let i = 0; i < batch.series.length; i++) {
-    const s = batch.series[i]!;
-    const start = withStart ? (batch.startTimesMs[i] ?? 0n) : undefined;
-    const size = seriesBound(s, withStart);
-    if (size <= budget) {
-      if (used + size > budget) flush();
-      series.push(s);
-      if (start !== undefined) starts.push(start);
-      used += size;
-      continue;
-    }
-    // One series larger than a part: its samples go out in chunks, each in its own part.
+  // One series larger than a part: its samples go out in chunks, each in its own part.
+  const chunk = (s: Series): Series[] => {
     const labelBytes = seriesBound({ ...s, timestampsMs: [], values: [] }, withStart);
     const perPart = Math.floor((budget - labelBytes - 16) / MAX_SAMPLE_BYTES);
     if (perPart < 1) throw new InvalidArgumentError('series: one sample is larger than the bus accepts', [{ field: 'series', description: 'sample too large' }]);
-    flush();
+    const chunks: Series[] = [];
     for (let from = 0; from < s.values.length; from += perPart) {
-      series.push({ ...s, timestampsMs: s.timestampsMs.slice(from, from + perPart), values: s.values.slice(from, from + perPart) });
-      if (start !== undefined) starts.push(start);
-      flush();
+      chunks.push({ ...s, timestampsMs: s.timestampsMs.slice(from, from + perPart), values: s.values.slice(from, from + perPart) });
     }
-  }
-  flush();
+    return chunks;
+  };
+  const parts = packParts(batch, budget, (s: Series) => seriesBound(s, withStart), chunk);
   if (parts.length === 1) return parts;
   return parts.map((p, i) => ({ ...p, batchId: `${batch.batchId}/${i}` }));
 }
