@@ -70,7 +70,7 @@ import {
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
 import type { SampleColumns, SelectLimits, SeriesColumns, WriteResult } from './port.js';
-import { aggregateWindows, DEFAULT_RETENTION, mergeWindows, pickTier, validateRetention, windowStart } from './rollup.js';
+import { aggregateWindows, checkTier, DEFAULT_RETENTION, mergeWindows, pickTier, startRollupJobs, validateRetention, windowStart } from './rollup.js';
 import type {
   CompactionResult,
   RetentionPolicy,
@@ -417,19 +417,7 @@ class DuckDbMetricStore implements RollupStore {
 
   /** Starts the periodic compactor and retention jobs; their failures are logged, not thrown. */
   startJobs(compactionIntervalMs: number, retentionIntervalMs: number): void {
-    const every = (ms: number, name: string, job: () => Promise<unknown>) => {
-      if (ms <= 0) return;
-      const timer = setInterval(() => {
-        job().catch((err: unknown) => {
-          if (!(err instanceof StoreClosedError)) this.log.error({ err }, `${name} failed; retrying next interval`);
-        });
-      }, ms);
-      // The store must never keep a process alive on its own.
-      timer.unref();
-      this.timers.push(timer);
-    };
-    every(compactionIntervalMs, 'rollup compaction', () => this.compact());
-    every(retentionIntervalMs, 'retention', () => this.applyRetention());
+    this.timers.push(...startRollupJobs(this, this.log, compactionIntervalMs, retentionIntervalMs));
   }
 
   pickTier(stepMs: number, rangeMs: number): number {
@@ -464,10 +452,7 @@ class DuckDbMetricStore implements RollupStore {
   ): Promise<RollupSeries[]> {
     const tracker = new LimitTracker(limits);
     const q = this.query(tenant, matchers, startMs, endMs);
-    if (!this.retention.tiers.some((t) => t.resolutionMs === resolutionMs)) {
-      const have = this.retention.tiers.map((t) => t.resolutionMs).join(', ') || 'none';
-      throw new StoreInputError('resolutionMs', `no rollup tier of ${resolutionMs} ms (tiers: ${have})`);
-    }
+    checkTier(this.retention, resolutionMs);
     return this.read(async (c) => {
       if (q.range === undefined) return [];
       const candidates = await this.candidates(c, tenant, q.matchers, q.metric);
@@ -571,16 +556,8 @@ class DuckDbMetricStore implements RollupStore {
   }
 
   /** `writeNow` for a resolved columnar batch: the same ledger, series rows and dirty marks. */
-  private async writeColumnsNow(tenant: string, batchId: string, batch: ResolvedColumns): Promise<WriteResult> {
-    const c = this.writer;
-    await c.run('BEGIN TRANSACTION');
-    try {
-      this.statements.seen.bind({ tenant, batch: batchId });
-      if ((await this.statements.seen.runAndReadAll()).currentRowCount > 0) {
-        await c.run('ROLLBACK');
-        this.log.debug({ tenant, batchId }, 'duplicate batch skipped');
-        return { samplesWritten: 0, duplicate: true };
-      }
+  private writeColumnsNow(tenant: string, batchId: string, batch: ResolvedColumns): Promise<WriteResult> {
+    return this.inWriteTransaction(tenant, batchId, async (c) => {
       // Series not known to be stored, each once; checked here, in the queue, so a
       // retention run between resolving and writing is seen.
       const mark = ++this.columnBatches;
@@ -620,22 +597,14 @@ class DuckDbMetricStore implements RollupStore {
         appendAll(samples, () => appendColumns(samples, tenant, batch));
       }
       await this.markDirtyRange(tenant, batch.rowCount, batch.minTs, batch.maxTs, () => batch.timestampsMs.subarray(0, batch.rowCount));
-      this.statements.record.bind({ tenant, batch: batchId, count: BigInt(batch.rowCount), at: BigInt(this.now()) });
-      await this.statements.record.run();
-      await c.run('COMMIT');
-      // Only after COMMIT: a rolled-back series row must not be remembered as stored.
-      for (const r of unsure) r.storedEpoch = epoch;
-      this.rememberSeries(tenant, unsure.map((r) => [r.key, r.id]));
-      return { samplesWritten: batch.rowCount, duplicate: false };
-    } catch (err) {
-      try {
-        await c.run('ROLLBACK');
-      } catch (rollbackErr) {
-        this.log.debug({ err: rollbackErr }, 'rollback after failed write');
-      }
-      this.log.warn({ err, tenant, batchId }, 'batch write failed');
-      throw err;
-    }
+      return {
+        count: batch.rowCount,
+        committed: () => {
+          for (const r of unsure) r.storedEpoch = epoch;
+          this.rememberSeries(tenant, unsure.map((r) => [r.key, r.id]));
+        },
+      };
+    });
   }
 
   /** Runs `job` on the writer connection after every earlier write or job. */
@@ -883,16 +852,8 @@ class DuckDbMetricStore implements RollupStore {
     };
   }
 
-  private async writeNow(tenant: string, batchId: string, batch: PreparedBatch): Promise<WriteResult> {
-    const c = this.writer;
-    await c.run('BEGIN TRANSACTION');
-    try {
-      this.statements.seen.bind({ tenant, batch: batchId });
-      if ((await this.statements.seen.runAndReadAll()).currentRowCount > 0) {
-        await c.run('ROLLBACK');
-        this.log.debug({ tenant, batchId }, 'duplicate batch skipped');
-        return { samplesWritten: 0, duplicate: true };
-      }
+  private writeNow(tenant: string, batchId: string, batch: PreparedBatch): Promise<WriteResult> {
+    return this.inWriteTransaction(tenant, batchId, async (c) => {
       const { ids, unsure, fresh } = await this.resolveSeries(c, tenant, batch);
       if (fresh.length > 0) {
         const appender = await c.createAppender('series');
@@ -909,17 +870,39 @@ class DuckDbMetricStore implements RollupStore {
       const samples = await c.createAppender('samples');
       appendAll(samples, () => appendSamples(samples, tenant, batch, ids));
       await this.markDirty(tenant, batch);
-      this.statements.record.bind({
-        tenant,
-        batch: batchId,
-        count: BigInt(batch.sampleCount),
-        at: BigInt(this.now()),
-      });
+      return {
+        count: batch.sampleCount,
+        committed: () => this.rememberSeries(tenant, unsure.map((i) => [batch.series[i].key, ids[i]])),
+      };
+    });
+  }
+
+  /**
+   * One batch's write transaction on the writer connection: skips a batch the ledger has
+   * seen, runs `write`, records the batch in the ledger and commits, then calls
+   * `committed` (only after COMMIT: a rolled-back series row must not be remembered as
+   * stored). Rolls back and rethrows on any failure.
+   */
+  private async inWriteTransaction(
+    tenant: string,
+    batchId: string,
+    write: (c: DuckDBConnection) => Promise<{ count: number; committed: () => void }>,
+  ): Promise<WriteResult> {
+    const c = this.writer;
+    await c.run('BEGIN TRANSACTION');
+    try {
+      this.statements.seen.bind({ tenant, batch: batchId });
+      if ((await this.statements.seen.runAndReadAll()).currentRowCount > 0) {
+        await c.run('ROLLBACK');
+        this.log.debug({ tenant, batchId }, 'duplicate batch skipped');
+        return { samplesWritten: 0, duplicate: true };
+      }
+      const { count, committed } = await write(c);
+      this.statements.record.bind({ tenant, batch: batchId, count: BigInt(count), at: BigInt(this.now()) });
       await this.statements.record.run();
       await c.run('COMMIT');
-      // Only after COMMIT: a rolled-back series row must not be remembered as stored.
-      this.rememberSeries(tenant, unsure.map((i) => [batch.series[i].key, ids[i]]));
-      return { samplesWritten: batch.sampleCount, duplicate: false };
+      committed();
+      return { samplesWritten: count, duplicate: false };
     } catch (err) {
       try {
         await c.run('ROLLBACK');

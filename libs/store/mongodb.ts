@@ -55,7 +55,7 @@ import {
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
 import type { SelectLimits, SeriesColumns, WriteResult } from './port.js';
-import { aggregateWindows, DEFAULT_RETENTION, mergeWindows, pickTier, validateRetention, windowStart } from './rollup.js';
+import { aggregateWindows, checkTier, DEFAULT_RETENTION, mergeWindows, pickTier, startRollupJobs, validateRetention, windowStart } from './rollup.js';
 import type {
   CompactionResult,
   RetentionPolicy,
@@ -304,18 +304,7 @@ class MongoMetricStore implements RollupStore {
   ) {}
 
   startJobs(compactionIntervalMs: number, retentionIntervalMs: number): void {
-    const every = (ms: number, name: string, job: () => Promise<unknown>) => {
-      if (ms <= 0) return;
-      const timer = setInterval(() => {
-        job().catch((err: unknown) => {
-          if (!(err instanceof StoreClosedError)) this.log.error({ err }, `${name} failed; retrying next interval`);
-        });
-      }, ms);
-      timer.unref();
-      this.timers.push(timer);
-    };
-    every(compactionIntervalMs, 'rollup compaction', () => this.compact());
-    every(retentionIntervalMs, 'retention', () => this.applyRetention());
+    this.timers.push(...startRollupJobs(this, this.log, compactionIntervalMs, retentionIntervalMs));
   }
 
   write(tenant: string, batchId: string, series: readonly SeriesSamples[]): Promise<WriteResult> {
@@ -420,10 +409,7 @@ class MongoMetricStore implements RollupStore {
   ): Promise<RollupSeries[]> {
     const tracker = new LimitTracker(limits);
     const q = this.query(tenant, matchers, startMs, endMs);
-    if (!this.retention.tiers.some((t) => t.resolutionMs === resolutionMs)) {
-      const have = this.retention.tiers.map((t) => t.resolutionMs).join(', ') || 'none';
-      throw new StoreInputError('resolutionMs', `no rollup tier of ${resolutionMs} ms (tiers: ${have})`);
-    }
+    checkTier(this.retention, resolutionMs);
     return this.track(async () => {
       if (q.range === undefined) return [];
       const candidates = await this.candidates(tenant, matchers, undefined);

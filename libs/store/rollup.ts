@@ -22,8 +22,9 @@
  * windows end after `rollupsCompleteBefore(tenant)` (the oldest window still marked dirty)
  * read raw samples instead.
  */
+import type { Logger } from 'pino';
 import type { Label, Matcher } from '../model/index.js';
-import { StoreInputError } from './errors.js';
+import { StoreClosedError, StoreInputError } from './errors.js';
 import type { MetricStore, SelectLimits } from './port.js';
 import { DEFAULT_RELATIVE_ACCURACY, QuantileSketch } from './sketch.js';
 
@@ -143,6 +144,41 @@ export function pickTier(policy: RetentionPolicy, stepMs: number, rangeMs: numbe
   let best = honouring[0];
   for (const t of honouring) if (t.retentionMs > best.retentionMs) best = t;
   return best.resolutionMs;
+}
+
+/** Rejects a `selectRollup` resolution that is not one of the policy's tiers. */
+export function checkTier(retention: RetentionPolicy, resolutionMs: number): void {
+  if (!retention.tiers.some((t) => t.resolutionMs === resolutionMs)) {
+    const have = retention.tiers.map((t) => t.resolutionMs).join(', ') || 'none';
+    throw new StoreInputError('resolutionMs', `no rollup tier of ${resolutionMs} ms (tiers: ${have})`);
+  }
+}
+
+/**
+ * Starts an adapter's periodic compaction and retention timers (an interval of 0 or less
+ * disables its job); failures are logged, not thrown. The timers never keep a process alive.
+ */
+export function startRollupJobs(
+  store: Pick<RollupStore, 'compact' | 'applyRetention'>,
+  log: Logger,
+  compactionIntervalMs: number,
+  retentionIntervalMs: number,
+): NodeJS.Timeout[] {
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, name: string, job: () => Promise<unknown>) => {
+    if (ms <= 0) return;
+    const timer = setInterval(() => {
+      job().catch((err: unknown) => {
+        if (!(err instanceof StoreClosedError)) log.error({ err }, `${name} failed; retrying next interval`);
+      });
+    }, ms);
+    // The store must never keep a process alive on its own.
+    timer.unref();
+    timers.push(timer);
+  };
+  every(compactionIntervalMs, 'rollup compaction', () => store.compact());
+  every(retentionIntervalMs, 'retention', () => store.applyRetention());
+  return timers;
 }
 
 /** Start of the window of width `resolutionMs` holding `ts` (floor, also for negative times). */
