@@ -146,6 +146,7 @@ export function moduleTable(p: ProcessDeps): ModuleTable<Modules> {
           path: s.duckdbPath || dataPath(config, 'telemesh.duckdb'),
           logger,
           sealAfterMs: s.sealAfterMs,
+          headSamples: s.headSamples,
           ...jobs,
         });
         return { value: store, stop: () => store.close() };

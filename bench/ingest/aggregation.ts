@@ -38,7 +38,9 @@ function batch(k: number): Uint8Array[] {
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'telemesh-aggbench-'));
-const store = await openDuckDbStore({ path: join(dir, 'a.duckdb'), logger: pino({ level: 'silent' }), compactionIntervalMs: 0, retentionIntervalMs: 0 });
+// --head=0 turns the store's in-memory head off, to measure what mirroring writes costs.
+const headSamples = argv.has('head') ? Number(argv.get('head')) : undefined;
+const store = await openDuckDbStore({ path: join(dir, 'a.duckdb'), logger: pino({ level: 'silent' }), compactionIntervalMs: 0, retentionIntervalMs: 0, headSamples });
 const decoder = new SeriesDecoder();
 const batches = Array.from({ length: 4 }, (_, k) => batch(k));
 let seq = 0;

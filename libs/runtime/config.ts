@@ -97,6 +97,11 @@ export const configSchema = z
          * by the compactor, ms (0: never).
          */
         sealAfterMs: z.number().int().min(0).default(7_200_000),
+        /**
+         * DuckDB: most samples the in-memory head holds for queries over recent data
+         * (about 16 bytes each; 0: off).
+         */
+        headSamples: z.number().int().min(0).default(4_000_000),
       })
       .strict()
       .prefault({}),

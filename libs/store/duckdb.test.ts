@@ -45,6 +45,10 @@ runMetricStoreContract('duckdb file', () => openDuckDbStore({ path: freshPath(),
 runMetricStoreContract('duckdb :memory:', () => openDuckDbStore({ path: ':memory:', logger }));
 // The same contract with every write sealed into compressed chunks at once (the suite's
 // timestamps are years old), so reads always mix sealed chunks and newer rows.
+// The same contract answered from the in-memory head (covering every age), and with a
+// head so small that it keeps trimming, so reads alternate between head and rows.
+runMetricStoreContract('duckdb head', () => openDuckDbStore({ path: freshPath(), logger, headMaxAgeMs: Infinity }));
+runMetricStoreContract('duckdb small head', () => openDuckDbStore({ path: freshPath(), logger, headMaxAgeMs: Infinity, headSamples: 40 }));
 runMetricStoreContract('duckdb sealed', async () => sealingEveryWrite(await openDuckDbStore({ path: freshPath(), logger, sealAfterMs: 1 })));
 
 /** Runs the compactor (which seals) after every write. */
@@ -75,6 +79,27 @@ function sealingEveryWrite(store: RollupStore): MetricStore {
 }
 
 describe('DuckDB metric store file', () => {
+  it('answers from the head only for ranges after what the file held at open', async () => {
+    const path = freshPath();
+    const first = await openDuckDbStore({ path, logger, headMaxAgeMs: Infinity });
+    await first.write('t', 'b1', [sample('a', 1000, 1), sample('a', 2000, 2)]);
+    await first.close();
+    const second = await openDuckDbStore({ path, logger, headMaxAgeMs: Infinity });
+    try {
+      // 3000 reaches the head; 1500 is older than the newest stored sample, so the head,
+      // which covers from 2001 on, must not keep it, and ranges before 2001 read rows.
+      await second.write('t', 'b2', [sample('a', 3000, 3), sample('a', 1500, 1.5)]);
+      const at = async (from: number) => (await second.select('t', [], from, 10_000)).map((s) => s.timestampsMs);
+      assert.deepEqual(await at(0), [[1000, 1500, 2000, 3000]]);
+      assert.deepEqual(await at(1400), [[1500, 2000, 3000]]);
+      assert.deepEqual(await at(2500), [[3000]]);
+      await second.write('t', 'b3', [sample('a', 2500, 2.5)]);
+      assert.deepEqual(await at(2001), [[2500, 3000]], 'a late sample after the head start is mirrored');
+    } finally {
+      await second.close();
+    }
+  });
+
   it('keeps data and batch ids across close and reopen', async () => {
     const path = freshPath();
     const first = await openDuckDbStore({ path, logger });

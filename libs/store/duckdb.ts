@@ -81,6 +81,7 @@ import type {
 } from './rollup.js';
 import { decodeChunk, encodeChunk } from './chunk.js';
 import { seriesId } from './series-id.js';
+import { Head, type HeadRef, type HeadSeries } from './head.js';
 import { QuantileSketch } from './sketch.js';
 
 /** Schema version this build writes and understands. Bump with a migration step. */
@@ -329,6 +330,14 @@ export interface DuckDbStoreOptions {
    * append cheaply and late samples land.
    */
   readonly sealAfterMs?: number;
+  /**
+   * Most samples the in-memory head holds (see head.ts): queries whose range it covers
+   * in full read no sample rows. About 16 bytes per sample, up to twice that while
+   * arrays grow. Default 4,000,000 (64 MB); 0 turns the head off.
+   */
+  readonly headSamples?: number;
+  /** How far back the head covers at most, ms. Default 6 hours, Grafana's default range. */
+  readonly headMaxAgeMs?: number;
 }
 
 /** Statements the write path runs on every batch, prepared once on the writer connection. */
@@ -366,6 +375,8 @@ interface ResolvedSeries {
   storedEpoch: number;
   /** Last batch that listed it as possibly missing (dedupes within a batch). */
   mark: number;
+  /** Its entry in the head, once written there. */
+  head?: HeadSeries;
 }
 
 /** A checked columnar batch with each row's series resolved. */
@@ -413,6 +424,7 @@ class DuckDbMetricStore implements RollupStore {
     private readonly now: () => number,
     private readonly sealAfterMs: number,
     private chunkSeq: number,
+    private readonly head: Head,
   ) {}
 
   /** Starts the periodic compactor and retention jobs; their failures are logged, not thrown. */
@@ -434,6 +446,7 @@ class DuckDbMetricStore implements RollupStore {
       // Rollups first: they read the samples of ended windows while still plain rows.
       const result = await this.compactNow();
       await this.sealNow();
+      this.head.age();
       return result;
     });
   }
@@ -533,7 +546,7 @@ class DuckDbMetricStore implements RollupStore {
       if (r === undefined) {
         const ident = identityOf(labels, `columns.labels[${i}]`);
         const id = this.knownSeries.get(tenant)?.get(ident.key) ?? seriesId(ident.labels);
-        r = { id, lo: Number(id & 0xffffffffn), hi: Number(id >> 32n), key: ident.key, metric: ident.metric, storedEpoch: -1, mark: -1 };
+        r = { id, lo: Number(id & 0xffffffffn), hi: Number(id >> 32n), key: ident.key, metric: ident.metric, storedEpoch: -1, mark: -1, head: undefined };
         // Only frozen sets are remembered by object: an unfrozen one could change under us.
         if (Object.isFrozen(labels)) {
           if (this.resolvedCount >= this.seriesCacheSize) {
@@ -602,9 +615,29 @@ class DuckDbMetricStore implements RollupStore {
         committed: () => {
           for (const r of unsure) r.storedEpoch = epoch;
           this.rememberSeries(tenant, unsure.map((r) => [r.key, r.id]));
+          this.head.defer(tenant, batch.rows, batch.timestampsMs, batch.values, batch.rowCount, batch.maxTs);
         },
       };
     });
+  }
+
+  /** Mirrors a committed batch of series into the head, as columns. */
+  private mirrorSeries(tenant: string, batch: PreparedBatch, ids: readonly bigint[]): void {
+    if (!this.head.enabled) return;
+    const n = batch.sampleCount;
+    const rows: HeadRef[] = new Array(n);
+    const ts = new Float64Array(n);
+    const vs = new Float64Array(n);
+    let k = 0;
+    batch.series.forEach((s, i) => {
+      const ref: HeadRef = { id: ids[i]! };
+      for (let j = 0; j < s.timestampsMs.length; j++, k++) {
+        rows[k] = ref;
+        ts[k] = s.timestampsMs[j]!;
+        vs[k] = s.values[j]!;
+      }
+    });
+    this.head.defer(tenant, rows, ts, vs, k, batch.maxTs);
   }
 
   /** Runs `job` on the writer connection after every earlier write or job. */
@@ -641,6 +674,7 @@ class DuckDbMetricStore implements RollupStore {
       if (candidates.length === 0) return [];
       candidates.sort((a, b) => compareLabels(a.labels, b.labels));
       const range = q.range;
+      if (this.head.covers(range.startMs)) return this.readHead(tenant, candidates, range, tracker);
       const params = rangeParams(tenant, candidates, range);
       // Both reads in one snapshot: a seal committing between them would otherwise move
       // samples from rows to chunks unseen by either.
@@ -655,6 +689,19 @@ class DuckDbMetricStore implements RollupStore {
         throw err;
       }
     });
+  }
+
+  /** `selectColumns` for a range the head covers: no sample rows are read. */
+  private readHead(tenant: string, candidates: readonly Candidate[], range: TimeRange, tracker: LimitTracker): SeriesColumns[] {
+    const out: SeriesColumns[] = [];
+    for (const cand of candidates) {
+      const run = this.head.read(tenant, cand.id, range.startMs, range.endMs);
+      if (run === undefined) continue;
+      tracker.addSeries();
+      tracker.addSamples(run.ts.length);
+      out.push({ labels: cand.labels, timestampsMs: run.ts, values: run.vs });
+    }
+    return out;
   }
 
   /** The body of `selectColumns`, inside its read transaction. */
@@ -872,7 +919,10 @@ class DuckDbMetricStore implements RollupStore {
       await this.markDirty(tenant, batch);
       return {
         count: batch.sampleCount,
-        committed: () => this.rememberSeries(tenant, unsure.map((i) => [batch.series[i].key, ids[i]])),
+        committed: () => {
+          this.rememberSeries(tenant, unsure.map((i) => [batch.series[i].key, ids[i]]));
+          this.mirrorSeries(tenant, batch, ids);
+        },
       };
     });
   }
@@ -1293,6 +1343,8 @@ class DuckDbMetricStore implements RollupStore {
     const c = this.writer;
     const now = this.now();
     const rawCut = BigInt(now - this.retention.rawRetentionMs);
+    // Before the deletion commits, so the head never answers for what it removes.
+    this.head.raise(Number(rawCut));
     let samplesDeleted: number;
     let rollupsDeleted = 0;
     let seriesDeleted: number;
@@ -1651,6 +1703,16 @@ export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<Roll
   }
   log.info({ path: options.path, schemaVersion: DUCKDB_SCHEMA_VERSION }, 'metric store opened');
   const seqReader = await writer.runAndReadAll('SELECT coalesce(max(seq), 0)::DOUBLE, max(end_ms)::DOUBLE FROM chunks');
+  // The head starts covering just after the newest stored sample: nothing newer exists.
+  const newest = (await writer.runAndReadAll('SELECT max(ts_ms)::DOUBLE FROM samples')).getColumns()[0][0] as number | null;
+  const sealedEnd = seqReader.getColumns()[1][0] as number | null;
+  const now = options.now ?? Date.now;
+  const head = new Head({
+    from: Math.max(newest ?? -Infinity, sealedEnd ?? -Infinity) + 1,
+    maxSamples: options.headSamples ?? 4_000_000,
+    maxAgeMs: options.headMaxAgeMs ?? 6 * 3_600_000,
+    now,
+  });
   const store = new DuckDbMetricStore(
     instance,
     writer,
@@ -1658,9 +1720,10 @@ export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<Roll
     log,
     cacheSize,
     retention,
-    options.now ?? Date.now,
+    now,
     options.sealAfterMs ?? 7_200_000,
     seqReader.getColumns()[0][0] as number,
+    head,
   );
   store.noteSealed((seqReader.getColumns()[1][0] as number | null) ?? -Infinity);
   store.startJobs(options.compactionIntervalMs ?? 60_000, options.retentionIntervalMs ?? 3_600_000);
