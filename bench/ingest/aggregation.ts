@@ -6,6 +6,7 @@
  * (process.cpuUsage, so DuckDB's own threads count too).
  *
  * Flags: --series=10000 --batches=30 --rounds=3 --only=series|columns (for a --cpu-prof of one path)
+ * --head=N (the store's in-memory head budget in samples; 0 turns it off)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';

@@ -4,8 +4,10 @@
  *
  * 1. Store write throughput alone: realistic series (counters, noisy gauges, classic
  *    histograms) written to a fresh DuckDB file in scrape-shaped batches.
- * 2. Bytes per stored sample: that file's size after the store closes (DuckDB checkpoints
- *    on close), divided by the samples in it.
+ * 2. Bytes per stored sample: that file's size after one compaction (samples older than
+ *    2 h sealed, the last hour still rows, rollup tiers built) and close (DuckDB
+ *    checkpoints on close), divided by the samples in it. `npm run bench:store` splits
+ *    this further (rows, chunks, rollups).
  * 3. Query latency p50/p95/p99 of dashboard-like queries through the Prometheus HTTP API
  *    (HTTP, JSON, auth, engine, store) against the same queries sent to Prometheus 2.42,
  *    with the ratios, and the CPU time each server spent per query (the figure to compare
@@ -20,7 +22,7 @@
  * with BENCH_QUERY_SERIES (default 1000) and BENCH_QUERY_ITERATIONS (default 30).
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,6 +32,7 @@ import { createLogger } from '../../libs/runtime/logger.js';
 import { createTokenVerifier, mintToken } from '../../libs/runtime/auth/index.js';
 import { loadConfig } from '../../libs/runtime/config.js';
 import { openDuckDbStore, type MetricStore } from '../../libs/store/index.js';
+import { measureBytesPerSample } from '../../libs/store/measure.js';
 import type { SeriesSamples } from '../../libs/model/index.js';
 import { prometheusApiRoutes } from '../../services/aggregation/prom-api.js';
 import { Querier, tenantQueryable } from '../../services/aggregation/querier.js';
@@ -98,12 +101,6 @@ function scrapeBatch(gens: Gen[], base: number, intervalMs: number, k0: number, 
   });
 }
 
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size;
-  return total;
-}
-
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -128,16 +125,23 @@ async function storeFigures(dir: string) {
     samples += r.samplesWritten;
   }
   const writeMs = performance.now() - t0;
+  // As the periodic compactor would have: samples older than 2 hours sealed into chunks,
+  // rollup windows built. Bytes then count what a running store keeps.
+  await store.compact();
   await store.close();
-  const bytes = await dirSize(join(dir, 'bytes'));
+  const m = await measureBytesPerSample(path);
   return {
     series: gens.length,
     samples,
     batches: Math.ceil(scrapes / perBatch),
     writeSeconds: round(writeMs / 1000, 3),
     samplesPerSecond: Math.round(samples / (writeMs / 1000)),
-    fileBytes: bytes,
-    bytesPerSample: round(bytes / samples, 3),
+    fileBytes: m.fileBytes,
+    // Blocks in use: DuckDB keeps blocks that sealing freed in the file for reuse.
+    usedBytes: m.usedBytes,
+    bytesPerSample: round(m.bytesPerSample, 3),
+    sealedPayloadBytesPerSample: round(m.sealedPayloadBytesPerSample, 3),
+    rollupRows: m.rollupRows,
   };
 }
 
@@ -207,6 +211,17 @@ async function processCpu(listen: string): Promise<CpuClock | undefined> {
   return undefined;
 }
 
+/** Waits (at most a minute) until `cpu` advances less than 50 ms in a second; seconds waited. */
+async function untilIdle(cpu: CpuClock): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < 60; i++) {
+    const c0 = cpu();
+    await new Promise((r) => setTimeout(r, 1000));
+    if (cpu() - c0 < 50) break;
+  }
+  return round((performance.now() - t0) / 1000, 1);
+}
+
 async function timeQuery(url: string, headers: Record<string, string>, q: QueryCase, cpu?: CpuClock): Promise<{ ms: number[]; cpuMs: number[]; series: number; points: number; error?: string }> {
   const params = new URLSearchParams({ query: q.query, start: String(q.start / 1000), end: String(q.end / 1000), step: q.step });
   const ms: number[] = [];
@@ -243,7 +258,7 @@ async function main(): Promise<void> {
     const storeResult = await storeFigures(dir);
     process.stdout.write(
       `store write: ${storeResult.samples} samples in ${storeResult.writeSeconds} s = ${storeResult.samplesPerSecond} samples/s (${storeResult.series} series, ${storeResult.batches} batches)\n` +
-        `bytes per sample after checkpoint: ${storeResult.bytesPerSample} (${storeResult.fileBytes} bytes)\n`,
+        `bytes per sample after compaction (blocks in use; rollups, series and the last hour's rows included): ${storeResult.bytesPerSample} (${storeResult.usedBytes} of ${storeResult.fileBytes} file bytes; sealed chunks alone ${storeResult.sealedPayloadBytesPerSample})\n`,
     );
 
     // Query data: 1 h (+5 m for rate windows) of SERIES counters and SERIES/10 histograms
@@ -325,6 +340,9 @@ async function main(): Promise<void> {
       process.stdout.write(`loaded the same samples into Prometheus by remote_write in ${round((performance.now() - pT0) / 1000)} s\n`);
       promUrl = prom.url;
       promCpu = await processCpu(new URL(prom.url).host);
+      // Prometheus compacts what it was just sent in the background; timing either
+      // system meanwhile would measure that work, as both share the two cores.
+      if (promCpu !== undefined) process.stdout.write(`waited ${await untilIdle(promCpu)} s for Prometheus to go idle\n`);
     } else {
       process.stdout.write('prometheus not installed: Telemesh figures only\n');
     }
