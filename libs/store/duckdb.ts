@@ -25,6 +25,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import duckdbBindings from '@duckdb/node-bindings';
 import {
   BIGINT,
   DOUBLE,
@@ -1527,7 +1528,7 @@ function appendSamples(appender: DuckDBAppender, tenant: string, batch: Prepared
   let row = 0;
   const flush = () => {
     chunk.rowCount = row;
-    tenants.flush();
+    setTenant(tenants, tenant, row);
     seriesIds.flush();
     times.flush();
     values.flush();
@@ -1543,7 +1544,6 @@ function appendSamples(appender: DuckDBAppender, tenant: string, batch: Prepared
     const s = batch.series[i];
     const id = ids[i];
     for (let j = 0; j < s.timestampsMs.length; j++) {
-      tenants.setItem(row, tenant);
       seriesIds.setItem(row, id);
       times.setItem(row, BigInt(s.timestampsMs[j]));
       values.setItem(row, s.values[j]);
@@ -1567,7 +1567,7 @@ function appendColumns(appender: DuckDBAppender, tenant: string, batch: Resolved
     const seriesIds = chunk.getColumnVector(1) as DuckDBUBigIntVector;
     const times = chunk.getColumnVector(2) as DuckDBBigIntVector;
     const values = chunk.getColumnVector(3) as DuckDBDoubleVector;
-    for (let j = 0; j < rows; j++) tenants.setItem(j, tenant);
+    setTenant(tenants, tenant, rows);
     const idWords = int32Words(seriesIds, rows);
     const tsWords = int32Words(times, rows);
     const valueItems = (values as unknown as { items?: unknown }).items;
@@ -1590,12 +1590,29 @@ function appendColumns(appender: DuckDBAppender, tenant: string, batch: Resolved
         values.setItem(j, batch.values[start + j]!);
       }
     }
-    tenants.flush();
     seriesIds.flush();
     times.flush();
     values.flush();
     appender.appendDataChunk(chunk);
   }
+}
+
+/**
+ * Fills the tenant column of a chunk's first `rows` rows. Every row of a batch has the
+ * same tenant, so the vector is made a constant vector when its native vector is
+ * reachable (a non-public field of @duckdb/node-api; row by row otherwise): setting it
+ * row by row crossed into native code once per row, about 7% of the aggregation
+ * service's busy time at 10,000-series batches. The appender copies a constant vector
+ * like any other.
+ */
+function setTenant(vector: DuckDBVarCharVector, tenant: string, rows: number): void {
+  const raw = (vector as unknown as { vector?: unknown }).vector;
+  if (raw !== undefined && raw !== null) {
+    duckdbBindings.vector_reference_value(raw as Parameters<typeof duckdbBindings.vector_reference_value>[0], duckdbBindings.create_varchar(tenant));
+    return;
+  }
+  for (let j = 0; j < rows; j++) vector.setItem(j, tenant);
+  vector.flush();
 }
 
 /** A little-endian view of a 64-bit vector's items as 32-bit words, if reachable. */

@@ -57,5 +57,5 @@ export async function startSampleConsumer(bus: Bus, store: MetricStore, registry
     } else {
       written.inc({ tenant: batch.tenant }, result.samplesWritten);
     }
-  });
+  }, { concurrency: 2 });
 }
