@@ -268,7 +268,8 @@ export class AgentClient {
       this.#pending.push(encoded[i]!);
       const st = startTimesMs?.[i] ?? 0;
       if (st !== 0) this.#pendingHasStarts = true;
-      this.#pendingStarts.push(BigInt(st));
+      // The literal for the usual 0: BigInt(0) allocates each time.
+      this.#pendingStarts.push(st === 0 ? 0n : BigInt(st));
     }
     this.#grew(samples);
     return true;
