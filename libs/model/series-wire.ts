@@ -411,7 +411,9 @@ const streamEncoded: DescService = withEncodedSeries(file_telemesh_ingest_v1_ing
  * what ingestion serves (it forwards series as received) and what the agent SDK calls
  * (it encodes each series once, when it is added). Write keeps the generated descriptor:
  * unary writes are also sent as Connect JSON, where a `bytes` view would expect base64
- * instead of series objects; the high-rate agents' path is Stream over gRPC.
+ * instead of series objects; the high-rate agents' path is Stream over gRPC. JSON-encoded
+ * Stream calls are served through the generated descriptor too (see the ingestion module
+ * and `RpcServer.registerService`).
  */
 export const EncodedIngestService: DescService = {
   ...streamEncoded,

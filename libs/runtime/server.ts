@@ -64,11 +64,19 @@ export interface ServerDeps {
   readiness(): { ready: boolean; modules: ReadonlyMap<string, string> };
 }
 
+/** Connect (unary and streaming), gRPC and gRPC-Web requests in their JSON encoding. */
+const JSON_CONTENT_TYPE = /^application\/((connect|grpc|grpc-web)\+)?json\b/i;
+
 /** The process's pair of listeners and everything registered on them. */
 export class RpcServer {
   readonly #opts: ServerOptions;
   readonly #deps: ServerDeps;
   readonly #services: Array<(router: ConnectRouter) => void> = [];
+  /** Services answering JSON-encoded calls of some methods instead (see `registerService`). */
+  readonly #jsonServices: Array<(router: ConnectRouter) => void> = [];
+  /** Paths (`/<service>/<method>`) whose JSON-encoded calls go to `#jsonHandler`. */
+  readonly #jsonPaths = new Set<string>();
+  #jsonHandler: ReturnType<typeof connectNodeAdapter> | undefined;
   readonly #serviceNames = new Set<string>();
   readonly #routes: HttpRoute[] = [];
   readonly #shutdown = new AbortController();
@@ -92,14 +100,31 @@ export class RpcServer {
       { path: '/readyz', methods: ['GET', 'HEAD'], handler: (_req, res) => this.#readyz(res) },
       { path: '/metrics', methods: ['GET'], handler: (_req, res) => this.#metrics(res) },
     );
-    this.#handler = this.#build();
+    this.#handler = this.#build(this.#services);
   }
 
-  /** Registers a service implementation; methods left out answer `unimplemented`. */
-  registerService<T extends DescService>(service: T, impl: Partial<ServiceImpl<T>>): void {
+  /**
+   * Registers a service implementation; methods left out answer `unimplemented`.
+   *
+   * `json`, optional, serves the JSON encodings (Connect, gRPC and gRPC-Web JSON) of the
+   * methods it implements through another descriptor of the same service. Why: a service
+   * served through a view of its contract whose message fields are read as `bytes` (same
+   * binary wire format, see libs/model/series-wire.ts) would expect base64 strings where
+   * JSON clients send objects; their calls go to the contract's own descriptor instead.
+   */
+  registerService<T extends DescService, J extends DescService>(
+    service: T,
+    impl: Partial<ServiceImpl<T>>,
+    json?: { readonly service: J; readonly impl: Partial<ServiceImpl<J>> },
+  ): void {
     this.#services.push((router) => router.service(service, impl));
     this.#serviceNames.add(service.typeName);
-    this.#handler = this.#build();
+    this.#handler = this.#build(this.#services);
+    if (json !== undefined) {
+      this.#jsonServices.push((router) => router.service(json.service, json.impl));
+      for (const m of json.service.methods) if (m.localName in json.impl) this.#jsonPaths.add(`/${json.service.typeName}/${m.name}`);
+      this.#jsonHandler = this.#build(this.#jsonServices);
+    }
   }
 
   /**
@@ -146,10 +171,10 @@ export class RpcServer {
     return this.#opts.tlsCertFile !== '' && this.#opts.tlsKeyFile !== '';
   }
 
-  #build(): ReturnType<typeof connectNodeAdapter> {
+  #build(services: ReadonlyArray<(router: ConnectRouter) => void>): ReturnType<typeof connectNodeAdapter> {
     return connectNodeAdapter({
       routes: (router) => {
-        for (const register of this.#services) register(router);
+        for (const register of services) register(router);
       },
       interceptors: [...this.#deps.interceptors],
       readMaxBytes: this.#opts.maxRequestBytes,
@@ -196,7 +221,10 @@ export class RpcServer {
 
   /** Starts both listeners. A port in use stops start-up with the setting to change. */
   async listen(): Promise<void> {
-    const handler = (req: HttpRequest, res: HttpResponse) => this.#handler(req as never, res as never);
+    const handler = (req: HttpRequest, res: HttpResponse) => {
+      const json = this.#jsonHandler !== undefined && JSON_CONTENT_TYPE.test(req.headers['content-type'] ?? '') && this.#jsonPaths.has((req.url ?? '').split('?')[0]!);
+      return (json ? this.#jsonHandler! : this.#handler)(req as never, res as never);
+    };
     let tlsOpts: { cert: Buffer; key: Buffer } | undefined;
     if (this.#tls) {
       try {

@@ -8,14 +8,18 @@ import { ServingStatus, type HealthRegistry } from './health.js';
 import type { Started } from './modules.js';
 import type { RpcServer } from './server.js';
 
-/** Registers `impl` for `service` and marks it SERVING; `onStop` runs after it is marked NOT_SERVING. */
-export function serveContract<T extends DescService>(
+/**
+ * Registers `impl` for `service` and marks it SERVING; `onStop` runs after it is marked
+ * NOT_SERVING. `json`: see `RpcServer.registerService`.
+ */
+export function serveContract<T extends DescService, J extends DescService = T>(
   deps: { readonly server: RpcServer; readonly health: HealthRegistry },
   service: T,
   impl: Partial<ServiceImpl<T>>,
   onStop?: () => Promise<void>,
+  json?: { readonly service: J; readonly impl: Partial<ServiceImpl<J>> },
 ): Started<void> {
-  deps.server.registerService(service, impl);
+  deps.server.registerService(service, impl, json);
   deps.health.set(service.typeName, ServingStatus.SERVING);
   return {
     value: undefined,

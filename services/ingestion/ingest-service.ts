@@ -67,6 +67,15 @@ export class IngestServiceImpl {
   }
 
   /**
+   * `stream` for clients whose series arrive as messages: the JSON encodings, which the
+   * server routes to the contract's own descriptor (see `RpcServer.registerService`).
+   * Each series is encoded once, as the binary path receives it.
+   */
+  streamMessages(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext): AsyncGenerator<StreamResponse> {
+    return this.stream(encodedRequests(requests), ctx);
+  }
+
+  /**
    * Bidirectional stream: up to {@link STREAM_WINDOW} batches are ingested concurrently;
    * each is acknowledged, in order, once JetStream acknowledged it. A whole-batch failure
    * ends the stream with its code; the client replays unacknowledged batches.
@@ -169,4 +178,9 @@ function toResult(o: IngestOutcome): WriteResult {
     rejectedSamples: BigInt(o.rejectedSamples),
     rejections: o.rejections,
   });
+}
+
+/** Stream requests with their series encoded (what `stream` reads). */
+async function* encodedRequests(requests: AsyncIterable<StreamRequest>): AsyncGenerator<Encoded<StreamRequest>> {
+  for await (const r of requests) yield { ...r, series: r.series.map(encodeSeriesMessage) };
 }

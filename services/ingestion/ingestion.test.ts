@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { compress } from 'snappy';
 import { pino } from 'pino';
 import { context, propagation, trace } from '@opentelemetry/api';
@@ -140,6 +140,34 @@ describe('ingestion module (real NATS, real gRPC)', () => {
     const metrics = await registry.metrics();
     assert.match(metrics, /telemesh_ingestion_scrubbed_labels_total\{tenant="acme",reason="name",action="hash"\} 4/);
     assert.match(metrics, /telemesh_ingestion_scrubbed_labels_total\{tenant="acme",reason="value",action="hash"\} 4/);
+  });
+
+  it('serves Stream to Connect JSON clients (series as objects) as it serves binary ones', async () => {
+    const now = Date.now();
+    const json = createClient(IngestService, createConnectTransport({ baseUrl: server.urls.grpc, httpVersion: '2', useBinaryFormat: false }));
+    async function* batches() {
+      for (const seq of [1, 2]) {
+        yield create(StreamRequestSchema, {
+          batchSeq: BigInt(seq),
+          batchId: `json-agent/${seq}`,
+          series: [series('json_stream_total', { seq: String(seq) }, [[now - 5, seq]])],
+        });
+      }
+    }
+    const acks: StreamResponse[] = [];
+    for await (const a of json.stream(batches(), await bearer('jsonco'))) acks.push(a);
+    assert.deepEqual(acks.map((a) => [a.batchSeq, a.result?.acceptedSamples]), [[1n, 1n], [2n, 1n]]);
+    await waitFor(() => published.filter((b) => b.tenant === 'jsonco').length >= 2);
+    const mine = published.filter((b) => b.tenant === 'jsonco').sort((a, b) => a.batchId.localeCompare(b.batchId));
+    assert.deepEqual(
+      mine.map((b) => Object.fromEntries(b.series[0]!.labels.map((l) => [l.name, l.value]))),
+      [1, 2].map((seq) => ({ __name__: 'json_stream_total', seq: String(seq) })),
+    );
+    assert.deepEqual(mine.map((b) => b.series[0]!.values), [[1], [2]]);
+    // Unary Write over Connect JSON (HTTP/1.1, as curl sends it) is unaffected.
+    const unary = createClient(IngestService, createConnectTransport({ baseUrl: server.urls.http, httpVersion: '1.1', useBinaryFormat: false }));
+    const res = await unary.write({ requestId: 'json-w1', series: [series('json_write_total', {}, [[now, 1]])] }, await bearer('jsonco'));
+    assert.equal(res.result?.acceptedSamples, 1n);
   });
 
   it('rate-limits per tenant with a retry hint: resource_exhausted over gRPC, 429 + Retry-After over remote_write', async () => {

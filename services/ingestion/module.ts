@@ -10,6 +10,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MetricsService } from '../../libs/contracts/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js';
+import { IngestService } from '../../libs/contracts/telemesh/ingest/v1/ingest_service_pb.js';
 import { samplesSubject, type Bus } from '../../libs/bus/index.js';
 import { EncodedIngestService } from '../../libs/model/index.js';
 import { authInterceptor, defaultAccessPolicy, type TokenVerifier } from '../../libs/runtime/auth/index.js';
@@ -90,8 +91,10 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
   if (extra.length > 0) logger.info({ otlpGrpcPort: limits.otlpGrpcPort, otlpHttpPort: limits.otlpHttpPort }, 'extra OTLP listeners');
 
   // Served through the encoded view of the contract (same name, same wire format): the
-  // implementation reads series as bytes. See wire.ts.
+  // implementation reads series as bytes. See wire.ts. JSON-encoded Stream calls carry
+  // series as objects, so they are served through the contract's own descriptor.
   const handlers = { write: impl.write.bind(impl), stream: impl.stream.bind(impl) } as unknown as Partial<ServiceImpl<typeof EncodedIngestService>>;
+  const json = { service: IngestService, impl: { stream: impl.streamMessages.bind(impl) } };
   return serveContract(deps, EncodedIngestService, handlers, async () => {
     deps.health.set(MetricsService.typeName, ServingStatus.NOT_SERVING);
     ingester.close();
@@ -105,7 +108,7 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
     }, deps.config.server.shutdownTimeoutMs);
     await closed;
     clearTimeout(timer);
-  });
+  }, json);
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number, setting: string): Promise<void> {
