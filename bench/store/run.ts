@@ -105,12 +105,40 @@ async function bytesPerSample(sealAfterMs: number, rollups: boolean, hours = 6) 
   const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0, sealAfterMs, retention });
   const gens = generators(1000);
   const steps = hours * 240; // at 15 s
-  const t0 = Date.now() - steps * STEP - 60_000;
+  // Ending on a 2-hour boundary: the compactor seals whole 2-hour spans only, so with
+  // `sealAfterMs` 1 every sample written is then sealed.
+  const t0 = Math.floor(Date.now() / 7_200_000) * 7_200_000 - steps * STEP - 60_000;
   // Agents push every 10 scrapes (2.5 minutes), the shape ingestion produces.
   for (let step = 0; step < steps; step += 10) await store.write('bench', `s${step}`, batch(gens, t0, step, 10));
   const c0 = performance.now();
   await store.compact();
   const compactS = (performance.now() - c0) / 1000;
+  await store.close();
+  return { ...(await measureBytesPerSample(path)), compactionSeconds: round(compactS) };
+}
+
+/**
+ * 24 hours as a running store keeps them: the clock advances with the writes and the
+ * compactor runs after every batch (every 2.5 simulated minutes; the service's default is
+ * every minute), so rollup windows are built one by one as they end and samples are
+ * sealed as they age past `sealAfterMs` (2 h), rather than all at once at the end.
+ */
+async function steadyState(hours: number) {
+  const path = join(root, `steady-${hours}.duckdb`);
+  seed = 1;
+  const gens = generators(1000);
+  const steps = hours * 240;
+  const t0 = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 30 * 86_400_000;
+  let now = t0;
+  const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0, now: () => now });
+  let compactS = 0;
+  for (let step = 0; step < steps; step += 10) {
+    await store.write('bench', `s${step}`, batch(gens, t0, step, 10));
+    now = t0 + (step + 10) * STEP + 5_000;
+    const c0 = performance.now();
+    await store.compact();
+    compactS += (performance.now() - c0) / 1000;
+  }
   await store.close();
   return { ...(await measureBytesPerSample(path)), compactionSeconds: round(compactS) };
 }
@@ -129,11 +157,13 @@ try {
   const sealedRawOnly = await bytesPerSample(1, false);
   // Fixed costs (256 KiB blocks per column, the series table) weigh less on more data.
   const sealedRawOnly24h = await bytesPerSample(1, false, 24);
+  const steady24h = await steadyState(24);
   for (const [name, size] of [
     ['rows (not sealed), with rollups', rows],
     ['sealed chunks, with rollups', sealed],
     ['sealed chunks, raw only (no rollup tiers)', sealedRawOnly],
     ['sealed chunks, raw only, 24 hours', sealedRawOnly24h],
+    ['24 hours as a running store keeps them (compaction every 2.5 min, rollups, the last hours still rows)', steady24h],
   ] as const) {
     console.log(
       `size, ${name}: ${size.samples.toLocaleString()} samples (${size.sealedSamples.toLocaleString()} sealed), ` +
@@ -143,7 +173,7 @@ try {
         `${size.sealedPayloadBytesPerSample.toFixed(2)} bytes/sample; compaction ${size.compactionSeconds} s`,
     );
   }
-  const size = { rows, sealed, sealedRawOnly, sealedRawOnly24h };
+  const size = { rows, sealed, sealedRawOnly, sealedRawOnly24h, steady24h };
   const out = {
     at: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },

@@ -203,7 +203,9 @@ describe('DuckDB metric store file', () => {
   it('seals old samples into compressed chunks that read back exactly, late samples included', async () => {
     const path = freshPath();
     const hour = 3_600_000;
-    const t0 = Math.floor(Date.now() / hour) * hour - 6 * hour;
+    // On a 2-hour span boundary, 8 hours back: the 4 hours written fill two whole spans,
+    // all older than the newest whole span the 2-hour seal age allows.
+    const t0 = Math.floor(Date.now() / (2 * hour)) * 2 * hour - 8 * hour;
     const points = (from: number, n: number) => Array.from({ length: n }, (_, i) => [from + i * 15_000, 100 + i * 0.25] as const);
     const series = (host: string, pts: readonly (readonly [number, number])[]) => ({
       ...sample(host, 0, 0),
@@ -239,6 +241,33 @@ describe('DuckDB metric store file', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('seals whole 2-hour spans only, so a compactor running every minute still writes full chunks', async () => {
+    const path = freshPath();
+    const hour = 3_600_000;
+    const span0 = 100 * 2 * hour;
+    let now = span0 + 3 * hour;
+    const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0, now: () => now });
+    // Three hours at one minute, written and compacted minute by minute, as in service.
+    for (let m = 0; m < 180; m++) {
+      await store.write('t', `m${m}`, [sample('a', span0 + m * 60_000, m)]);
+      now = span0 + m * 60_000 + 2 * hour + 30_000;
+      await store.compact();
+    }
+    now = span0 + 4 * hour + 1;
+    await store.compact();
+    const all = await store.select('t', [], -Infinity, Infinity);
+    await store.close();
+    assert.deepEqual(all[0]!.values, Array.from({ length: 180 }, (_, m) => m));
+    const instance = await DuckDBInstance.create(path);
+    const c = await instance.connect();
+    const chunks = (await c.runAndReadAll('SELECT n FROM chunks ORDER BY start_ms')).getRows();
+    const rows = (await c.runAndReadAll('SELECT count(*)::INTEGER FROM samples')).getRows();
+    c.closeSync();
+    instance.closeSync();
+    assert.deepEqual(chunks, [[120]], 'one chunk for the first whole span, not one per run');
+    assert.deepEqual(rows, [[60]], 'the span still filling stays rows');
   });
 
   it('refuses a file written by a newer schema', async () => {
