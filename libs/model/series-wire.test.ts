@@ -57,4 +57,26 @@ describe('EncodedLabelTable', () => {
     assert.equal(t.size, 1);
     assert.equal(t.find(Uint8Array.of(1, 2, 3), 0, 3), undefined);
   });
+
+  it('finds label sets in views at any offset of a shared buffer, across slab growth', () => {
+    const t = new EncodedLabelTable<number>(100_000);
+    const sets = Array.from({ length: 3000 }, (_, i) => new TextEncoder().encode(`__name__=metric_${i % 7};instance=host-${i}:9100;job=j${i % 3}`));
+    const shared = new Uint8Array(sets.reduce((n, s) => n + s.length + 1, 0) + 1);
+    const views: Uint8Array[] = [];
+    let at = 1;
+    for (const s of sets) {
+      shared.set(s, at);
+      views.push(shared.subarray(at - 1, at + s.length));
+      at += s.length + 1;
+    }
+    views.forEach((v, i) => t.add(v, 1, v.length, i));
+    // Over 100 kB of label bytes: the slab grew past its first 64 kB.
+    assert.equal(t.size, 3000);
+    views.forEach((v, i) => assert.equal(t.find(v, 1, v.length), i));
+    sets.forEach((s, i) => assert.equal(t.find(Uint8Array.from(s), 0, s.length), i, 'a copy elsewhere finds the same entry'));
+    const other = Uint8Array.from(sets[5]!);
+    other[other.length - 1] ^= 1;
+    assert.equal(t.find(other, 0, other.length), undefined, 'one byte off is another label set');
+    assert.equal(t.find(sets[5]!, 0, sets[5]!.length - 1), undefined, 'a prefix is another label set');
+  });
 });

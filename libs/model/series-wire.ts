@@ -269,7 +269,14 @@ export class EncodedLabelTable<T> {
   readonly #max: number;
   #count = 0;
   #slab = new Uint8Array(1 << 16);
+  #slabView = new DataView(this.#slab.buffer);
   #used = 0;
+  // A view of the memory the last lookup read: series of one request share it, so this is
+  // one DataView per request rather than per series. DataView reads four bytes in one
+  // load; assembling them from single bytes made hashing and comparing twice as slow
+  // (measured 67 against 36 ns for a 97-byte label set).
+  #memory: ArrayBufferLike | undefined;
+  #memoryView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 
   constructor(max: number) {
     this.#max = max;
@@ -280,21 +287,28 @@ export class EncodedLabelTable<T> {
     return this.#count;
   }
 
+  /** A DataView of `buf`'s memory; `buf[i]` is at `buf.byteOffset + i` in it. */
+  #view(buf: Uint8Array): DataView {
+    if (buf.buffer !== this.#memory) {
+      this.#memory = buf.buffer;
+      this.#memoryView = new DataView(buf.buffer);
+    }
+    return this.#memoryView;
+  }
+
   /** The value remembered for the labels `buf[start, end)`, if any. */
   find(buf: Uint8Array, start: number, end: number): T | undefined {
-    const slab = this.#slab;
+    const view = this.#view(buf);
+    const from = buf.byteOffset + start;
     const len = end - start;
-    for (let e = this.#map.get(hash(buf, start, end)); e !== undefined; e = e.next) {
+    const slab = this.#slabView;
+    for (let e = this.#map.get(hashView(view, from, from + len)); e !== undefined; e = e.next) {
       if (e.len !== len) continue;
       // Four bytes a step, as in `hash`: the bytes almost always match in full.
       const at = e.at;
       let k = 0;
-      for (; k + 4 <= len; k += 4) {
-        const a = slab[at + k]! | (slab[at + k + 1]! << 8) | (slab[at + k + 2]! << 16) | (slab[at + k + 3]! << 24);
-        const b = buf[start + k]! | (buf[start + k + 1]! << 8) | (buf[start + k + 2]! << 16) | (buf[start + k + 3]! << 24);
-        if (a !== b) break;
-      }
-      while (k < len && slab[at + k] === buf[start + k]) k++;
+      for (; k + 4 <= len; k += 4) if (slab.getInt32(at + k, true) !== view.getInt32(from + k, true)) break;
+      while (k < len && slab.getUint8(at + k) === view.getUint8(from + k)) k++;
       if (k === len) return e.value;
     }
     return undefined;
@@ -305,7 +319,8 @@ export class EncodedLabelTable<T> {
    * is the common case, so a miss hashes twice rather than every call allocating).
    */
   add(buf: Uint8Array, start: number, end: number, value: T): T {
-    const h = hash(buf, start, end);
+    const from = buf.byteOffset + start;
+    const h = hashView(this.#view(buf), from, from + (end - start));
     if (this.#count >= this.#max) {
       this.#map.clear();
       this.#count = 0;
@@ -316,6 +331,7 @@ export class EncodedLabelTable<T> {
       const grown = new Uint8Array(Math.max(this.#slab.length * 2, this.#used + len));
       grown.set(this.#slab.subarray(0, this.#used));
       this.#slab = grown;
+      this.#slabView = new DataView(grown.buffer);
     }
     this.#slab.set(buf.subarray(start, end), this.#used);
     this.#map.set(h, { at: this.#used, len, value, next: this.#map.get(h) });
@@ -326,16 +342,17 @@ export class EncodedLabelTable<T> {
 }
 
 /**
- * An FNV-1a-style hash of `buf[start, end)`, four bytes per step: byte-at-a-time FNV is a
- * chain of dependent multiplies and cost about six times as much on 60-byte label sets,
- * the most frequent work of both services. Cut to 30 bits so the Map key is a small
- * integer. Collisions only cost a byte comparison (entries are chained).
+ * An FNV-1a-style hash of bytes `[start, end)` of `view`, four bytes (little-endian) per
+ * step: byte-at-a-time FNV is a chain of dependent multiplies and cost about six times as
+ * much on 60-byte label sets, the most frequent work of both services. Cut to 30 bits so
+ * the Map key is a small integer. Collisions only cost a byte comparison (entries are
+ * chained).
  */
-function hash(buf: Uint8Array, start: number, end: number): number {
+function hashView(view: DataView, start: number, end: number): number {
   let h = 0x811c9dc5 ^ (end - start);
   let i = start;
-  for (; i + 4 <= end; i += 4) h = Math.imul(h ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)), 0x01000193);
-  for (; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  for (; i + 4 <= end; i += 4) h = Math.imul(h ^ view.getInt32(i, true), 0x01000193);
+  for (; i < end; i++) h = Math.imul(h ^ view.getUint8(i), 0x01000193);
   h ^= h >>> 15;
   return Math.imul(h, 0x2c1b3c6d) >>> 2;
 }
