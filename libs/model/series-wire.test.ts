@@ -73,6 +73,10 @@ describe('EncodedLabelTable', () => {
     // Over 100 kB of label bytes: the slab grew past its first 64 kB.
     assert.equal(t.size, 3000);
     views.forEach((v, i) => assert.equal(t.find(v, 1, v.length), i));
+    // Found again in the same order (each guessed from the one before) and in others.
+    views.forEach((v, i) => assert.equal(t.find(v, 1, v.length), i));
+    [...views.keys()].reverse().forEach((i) => assert.equal(t.find(views[i]!, 1, views[i]!.length), i));
+    [...views.keys()].filter((i) => i % 2 === 0).forEach((i) => assert.equal(t.find(views[i]!, 1, views[i]!.length), i));
     sets.forEach((s, i) => assert.equal(t.find(Uint8Array.from(s), 0, s.length), i, 'a copy elsewhere finds the same entry'));
     const other = Uint8Array.from(sets[5]!);
     other[other.length - 1] ^= 1;

@@ -254,6 +254,8 @@ interface TableEntry<T> {
   readonly value: T;
   /** Another label set with the same hash. */
   readonly next: TableEntry<T> | undefined;
+  /** The entry looked up right after this one last time: the likely next one. */
+  follow: TableEntry<T> | undefined;
 }
 
 /**
@@ -277,6 +279,11 @@ export class EncodedLabelTable<T> {
   // (measured 67 against 36 ns for a 97-byte label set).
   #memory: ArrayBufferLike | undefined;
   #memoryView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  // The entry the last lookup found (or added). Agents send their series in the same
+  // order batch after batch, so the entry found after this one last time is tried first,
+  // confirmed byte for byte like any other: a series in its usual place then costs a
+  // compare, without hashing it or probing the map.
+  #last: TableEntry<T> | undefined;
 
   constructor(max: number) {
     this.#max = max;
@@ -301,17 +308,31 @@ export class EncodedLabelTable<T> {
     const view = this.#view(buf);
     const from = buf.byteOffset + start;
     const len = end - start;
-    const slab = this.#slabView;
+    const guess = this.#last?.follow;
+    if (guess !== undefined && this.#same(guess, view, from, len)) {
+      this.#last = guess;
+      return guess.value;
+    }
     for (let e = this.#map.get(hashView(view, from, from + len)); e !== undefined; e = e.next) {
-      if (e.len !== len) continue;
-      // Four bytes a step, as in `hash`: the bytes almost always match in full.
-      const at = e.at;
-      let k = 0;
-      for (; k + 4 <= len; k += 4) if (slab.getInt32(at + k, true) !== view.getInt32(from + k, true)) break;
-      while (k < len && slab.getUint8(at + k) === view.getUint8(from + k)) k++;
-      if (k === len) return e.value;
+      if (this.#same(e, view, from, len)) {
+        if (this.#last !== undefined) this.#last.follow = e;
+        this.#last = e;
+        return e.value;
+      }
     }
     return undefined;
+  }
+
+  /** Whether entry `e` holds the `len` bytes at `from` of `view`. */
+  #same(e: TableEntry<T>, view: DataView<ArrayBufferLike>, from: number, len: number): boolean {
+    if (e.len !== len) return false;
+    const slab = this.#slabView;
+    const at = e.at;
+    // Four bytes a step, as in `hash`: the bytes almost always match in full.
+    let k = 0;
+    for (; k + 4 <= len; k += 4) if (slab.getInt32(at + k, true) !== view.getInt32(from + k, true)) return false;
+    for (; k < len; k++) if (slab.getUint8(at + k) !== view.getUint8(from + k)) return false;
+    return true;
   }
 
   /**
@@ -322,7 +343,10 @@ export class EncodedLabelTable<T> {
     const from = buf.byteOffset + start;
     const h = hashView(this.#view(buf), from, from + (end - start));
     if (this.#count >= this.#max) {
+      // Every old entry becomes unreachable (`#last` was the only way in from outside the
+      // map), so none is compared against slab bytes reused below.
       this.#map.clear();
+      this.#last = undefined;
       this.#count = 0;
       this.#used = 0;
     }
@@ -334,7 +358,10 @@ export class EncodedLabelTable<T> {
       this.#slabView = new DataView(grown.buffer);
     }
     this.#slab.set(buf.subarray(start, end), this.#used);
-    this.#map.set(h, { at: this.#used, len, value, next: this.#map.get(h) });
+    const e: TableEntry<T> = { at: this.#used, len, value, next: this.#map.get(h), follow: undefined };
+    this.#map.set(h, e);
+    if (this.#last !== undefined) this.#last.follow = e;
+    this.#last = e;
     this.#used += len;
     this.#count++;
     return value;
