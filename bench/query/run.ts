@@ -258,7 +258,7 @@ async function main(): Promise<void> {
     const storeResult = await storeFigures(dir);
     process.stdout.write(
       `store write: ${storeResult.samples} samples in ${storeResult.writeSeconds} s = ${storeResult.samplesPerSecond} samples/s (${storeResult.series} series, ${storeResult.batches} batches)\n` +
-        `bytes per sample after compaction (blocks in use; rollups, series and the last hour's rows included): ${storeResult.bytesPerSample} (${storeResult.usedBytes} of ${storeResult.fileBytes} file bytes; sealed chunks alone ${storeResult.sealedPayloadBytesPerSample})\n`,
+        `bytes per sample after compaction (blocks in use; rollups, series and the rows not yet sealed included): ${storeResult.bytesPerSample} (${storeResult.usedBytes} of ${storeResult.fileBytes} file bytes; sealed chunks alone ${storeResult.sealedPayloadBytesPerSample})\n`,
     );
 
     // Query data: 1 h (+5 m for rate windows) of SERIES counters and SERIES/10 histograms
