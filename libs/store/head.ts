@@ -142,7 +142,7 @@ export class Head {
   }
 
   private append(s: HeadSeries, t: number, v: number): void {
-    let n = s.n;
+    const n = s.n;
     if (n === s.ts.length) {
       const ts = new Float64Array(n * 2);
       const vs = new Float64Array(n * 2);
