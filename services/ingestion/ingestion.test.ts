@@ -204,7 +204,16 @@ describe('ingestion module (real NATS, real gRPC)', () => {
 
   it('traces a remote_write request as a SERVER span continuing the caller trace, down to the bus publish', async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
-    const body = await compress(Buffer.from(toBinary(WriteRequestSchema, create(WriteRequestSchema, { timeseries: [{ labels: [{ name: '__name__', value: 'traced_total' }], samples: [{ value: 1, timestamp: BigInt(Date.now()) }] }] }))));
+    const body = await compress(
+      Buffer.from(
+        toBinary(
+          WriteRequestSchema,
+          create(WriteRequestSchema, {
+            timeseries: [{ labels: [{ name: '__name__', value: 'traced_total' }], samples: [{ value: 1, timestamp: BigInt(Date.now()) }], exemplars: [{ value: 1, timestamp: BigInt(Date.now()) }] }],
+          }),
+        ),
+      ),
+    );
     const res = await fetch(`${server.urls.http}/api/v1/write`, {
       method: 'POST',
       headers: { ...(await bearer('traced')).headers, 'content-encoding': 'snappy', traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
@@ -217,6 +226,8 @@ describe('ingestion module (real NATS, real gRPC)', () => {
     assert.ok(names.includes('/api/v1/write') && names.includes('publish telemesh.samples.v1'), names.join(', '));
     const serverSpan = mine.find((sp) => sp.name === '/api/v1/write')!;
     assert.equal(serverSpan.parentSpanContext?.spanId, '00f067aa0ba902b7', 'continues the caller span');
+    // The exemplar has no place in the data model: the request succeeds and it is counted.
+    assert.match(await registry.metrics(), /telemesh_ingestion_remote_write_dropped_total\{tenant="traced",kind="exemplar"\} 1/);
   });
 
   it('applies per-tenant overrides to that tenant only', async () => {

@@ -44,7 +44,7 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
   const logger = deps.logger.child({ service: 'ingestion' });
   const ingester = new Ingester({ publisher: deps.bus, subjectFor: samplesSubject, limits, registry: deps.registry });
   const impl = new IngestServiceImpl(ingester);
-  const httpDeps = { ingester, verifier: deps.verifier, logger, maxRequestBytes: limits.maxRequestBytes };
+  const httpDeps = { ingester, verifier: deps.verifier, logger, maxRequestBytes: limits.maxRequestBytes, registry: deps.registry };
   deps.server.registerHttp(remoteWriteRoute(httpDeps));
   deps.server.registerHttp(otlpHttpRoute(httpDeps));
   deps.server.registerService(MetricsService, metricsServiceImpl(ingester));

@@ -45,12 +45,16 @@ describe('remote_write decoding', () => {
     const extra = new BinaryWriter().raw(toBinary(WriteRequestSchema, req));
     const odd = new BinaryWriter().tag(2, 2).bytes(new BinaryWriter().tag(2, 0).int64(7n).tag(9, 0).int32(1).tag(1, 1).double(0.5).finish()).tag(15, 2).string('x');
     extra.tag(1, 2).bytes(new BinaryWriter().tag(1, 2).bytes(new BinaryWriter().tag(1, 2).string('__name__').tag(2, 2).string('b').finish()).raw(odd.finish()).finish());
+    // A native histogram (TimeSeries field 4), as Prometheus sends with them enabled.
+    extra.tag(1, 2).bytes(new BinaryWriter().tag(1, 2).bytes(new BinaryWriter().tag(1, 2).string('__name__').tag(2, 2).string('h').finish()).tag(4, 2).bytes(new BinaryWriter().tag(1, 0).uint64(3).finish()).finish());
     const raw = extra.finish();
-    const got = transcodeWriteRequest(raw).map((b) => fromBinary(SeriesSchema, b));
+    const skipped = { exemplars: 0, histograms: 0 };
+    const got = transcodeWriteRequest(raw, skipped).map((b) => fromBinary(SeriesSchema, b));
+    assert.deepEqual(skipped, { exemplars: 1, histograms: 1 }, 'what is not stored is counted');
     const want = fromBinary(WriteRequestSchema, raw).timeseries.map((t) =>
       create(SeriesSchema, { labels: t.labels.map((l) => ({ name: l.name, value: l.value })), timestampsMs: t.samples.map((x) => x.timestamp), values: t.samples.map((x) => x.value) }),
     );
-    assert.equal(got.length, 4);
+    assert.equal(got.length, 5);
     assert.deepEqual(got, want);
     assert.ok(Object.is(got[0]!.values[1], -0));
     assert.deepEqual(got[3]!.timestampsMs, [7n]);

@@ -6,12 +6,14 @@
  * 503 with Retry-After when the bus is unavailable.
  */
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { uncompress } from 'snappy';
 import { MalformedSeriesError, varintSize, WireReader, writeVarint } from '../../libs/model/index.js';
 import type { TokenVerifier } from '../../libs/runtime/auth/index.js';
 import { InvalidArgumentError } from '../../libs/runtime/errors.js';
 import type { HttpRoute } from '../../libs/runtime/server.js';
 import { PayloadTooLargeError, readBody } from '../../libs/runtime/http.js';
+import { counter } from '../../libs/runtime/metrics.js';
 import { authenticate, sendError } from './http.js';
 import type { Ingester } from './pipeline.js';
 
@@ -25,6 +27,19 @@ export interface RemoteWriteDeps {
   readonly logger: Logger;
   /** `ingestion.maxRequestBytes`: limit of the compressed and of the decompressed body. */
   readonly maxRequestBytes: number;
+  /** Where the count of received but unstored data goes (see {@link SkippedData}). */
+  readonly registry?: Registry;
+}
+
+/**
+ * What a request carried that the data model has no place for, counted as it is read:
+ * exemplars (TimeSeries field 3) and native histograms (field 4, sent by Prometheus with
+ * native histograms enabled). remote_write 1.0 has no partial-success answer, so the
+ * request still succeeds; `telemesh_ingestion_remote_write_dropped_total` shows it.
+ */
+export interface SkippedData {
+  exemplars: number;
+  histograms: number;
 }
 
 /** Length a snappy block says it decompresses to (its leading varint), without decompressing. */
@@ -42,7 +57,7 @@ export function snappyUncompressedLength(buf: Uint8Array): number {
  * Decodes a remote_write body into our series, each encoded as `telemesh.common.v1.Series`
  * (one per `timeseries` entry, in order, so rejections name the right index).
  */
-export async function decodeRemoteWrite(body: Buffer, maxBytes: number): Promise<Uint8Array[]> {
+export async function decodeRemoteWrite(body: Buffer, maxBytes: number, skipped?: SkippedData): Promise<Uint8Array[]> {
   const len = snappyUncompressedLength(body);
   if (len > maxBytes) throw new PayloadTooLargeError(`decompressed body of ${len} bytes is larger than ingestion.maxRequestBytes = ${maxBytes}`);
   let raw: Buffer;
@@ -52,7 +67,7 @@ export async function decodeRemoteWrite(body: Buffer, maxBytes: number): Promise
     throw new InvalidArgumentError(`body is not valid snappy (block format): ${(err as Error).message}`);
   }
   try {
-    return transcodeWriteRequest(raw);
+    return transcodeWriteRequest(raw, skipped);
   } catch (err) {
     if (!(err instanceof MalformedSeriesError)) throw err;
     throw new InvalidArgumentError(`body is not a prometheus.WriteRequest: ${err.message}`);
@@ -95,7 +110,7 @@ const samplePos = new Positions();
  * sample's fields are, the second writes every series into one buffer of the exact size.
  * Synchronous (the position tables are shared).
  */
-export function transcodeWriteRequest(raw: Uint8Array): Uint8Array[] {
+export function transcodeWriteRequest(raw: Uint8Array, skipped?: SkippedData): Uint8Array[] {
   labelPos.n = 0;
   samplePos.n = 0;
   // Per series: end index in labelPos, end index in samplePos, timestamp bytes.
@@ -151,6 +166,10 @@ export function transcodeWriteRequest(raw: Uint8Array): Uint8Array[] {
         samples++;
         r.pos = sampleEnd;
       } else {
+        if (skipped !== undefined) {
+          if (t === 0x1a) skipped.exemplars++;
+          else if (t === 0x22) skipped.histograms++;
+        }
         r.skipField(t & 7);
         if (r.pos > seriesEnd) throw new MalformedSeriesError('field runs past its series');
       }
@@ -202,6 +221,14 @@ export function transcodeWriteRequest(raw: Uint8Array): Uint8Array[] {
 
 /** The `/api/v1/write` route. */
 export function remoteWriteRoute(deps: RemoteWriteDeps): HttpRoute {
+  const dropped =
+    deps.registry === undefined
+      ? undefined
+      : counter(deps.registry, {
+          name: 'telemesh_ingestion_remote_write_dropped_total',
+          help: 'remote_write data received but not stored (no place in the data model), by tenant and kind: exemplar, native_histogram.',
+          labelNames: ['tenant', 'kind'],
+        });
   return {
     path: REMOTE_WRITE_PATH,
     methods: ['POST'],
@@ -209,7 +236,10 @@ export function remoteWriteRoute(deps: RemoteWriteDeps): HttpRoute {
       try {
         const { tenant } = await authenticate(req, REMOTE_WRITE_PATH, deps.verifier);
         const body = await readBody(req, deps.maxRequestBytes, 'ingestion.maxRequestBytes');
-        const series = await decodeRemoteWrite(body, deps.maxRequestBytes);
+        const skipped: SkippedData = { exemplars: 0, histograms: 0 };
+        const series = await decodeRemoteWrite(body, deps.maxRequestBytes, skipped);
+        if (skipped.exemplars > 0) dropped?.inc({ tenant, kind: 'exemplar' }, skipped.exemplars);
+        if (skipped.histograms > 0) dropped?.inc({ tenant, kind: 'native_histogram' }, skipped.histograms);
         const outcome = await deps.ingester.ingestEncoded(tenant, { series, fieldOf: (i) => `timeseries[${i}]`, protocol: 'remote_write' });
         if (outcome.rejections.length > 0) {
           const lines = outcome.rejections.slice(0, 10).map((r) => `${r.violation!.field}: ${r.violation!.description}`);
