@@ -99,7 +99,7 @@ export const configSchema = z
         sealAfterMs: z.number().int().min(0).default(7_200_000),
         /**
          * DuckDB: most samples the in-memory head holds for queries over recent data
-         * (about 16 bytes each; 0: off).
+         * (16 bytes each, up to twice that while arrays grow or batches wait; 0: off).
          */
         headSamples: z.number().int().min(0).default(4_000_000),
       })

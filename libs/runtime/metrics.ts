@@ -12,7 +12,7 @@ export function createRegistry(): Registry {
   return registry;
 }
 
-type Cfg<T extends string> = { name: string; help: string; labelNames?: readonly T[] };
+type Cfg<T extends string> = { name: string; help: string; labelNames?: readonly T[]; collect?: () => void | Promise<void> };
 
 /** A counter on `registry`, or the one already registered under that name. */
 export function counter<T extends string>(registry: Registry, cfg: Cfg<T>): Counter<T> {

@@ -71,7 +71,7 @@ import {
 } from './common.js';
 import type { PreparedBatch, TimeRange } from './common.js';
 import { StoreClosedError, StoreInputError } from './errors.js';
-import type { SampleColumns, SelectLimits, SeriesColumns, WriteResult } from './port.js';
+import type { SampleColumns, SelectLimits, SeriesColumns, StoreStats, WriteResult } from './port.js';
 import { aggregateWindows, checkTier, DEFAULT_RETENTION, mergeWindows, pickTier, startRollupJobs, validateRetention, windowStart } from './rollup.js';
 import type {
   CompactionResult,
@@ -415,6 +415,9 @@ class DuckDbMetricStore implements RollupStore {
    * commits, never lowered), so reads of newer ranges skip the chunk query.
    */
   private sealedUntil = Infinity;
+  /** Sample reads answered by the head alone, and those that read rows and chunks. */
+  private headReads = 0;
+  private storedReads = 0;
 
   constructor(
     private readonly instance: DuckDBInstance,
@@ -676,7 +679,11 @@ class DuckDbMetricStore implements RollupStore {
       if (candidates.length === 0) return [];
       candidates.sort((a, b) => compareLabels(a.labels, b.labels));
       const range = q.range;
-      if (this.head.covers(range.startMs)) return this.readHead(tenant, candidates, range, tracker);
+      if (this.head.covers(range.startMs)) {
+        this.headReads++;
+        return this.readHead(tenant, candidates, range, tracker);
+      }
+      this.storedReads++;
       const params = rangeParams(tenant, candidates, range);
       // Both reads in one snapshot: a seal committing between them would otherwise move
       // samples from rows to chunks unseen by either.
@@ -883,6 +890,10 @@ class DuckDbMetricStore implements RollupStore {
     const q = this.query(tenant, matchers, startMs, endMs);
     // Series without the label cannot contribute a value: drop them before the range scan.
     return this.read(async (c) => sortedLabelValues(await this.seriesInRange(c, tenant, q, (labels) => labelValue(labels, name) !== ''), name));
+  }
+
+  stats(): StoreStats {
+    return { headSamples: this.head.samples, headCoverageMs: this.head.coverageMs, headReads: this.headReads, storedReads: this.storedReads };
   }
 
   close(): Promise<void> {

@@ -89,6 +89,13 @@ export class Head {
     return this.count + this.pendingCount;
   }
 
+  /** How far back from now the head answers for, ms (0 when it answers for nothing). */
+  get coverageMs(): number {
+    const now = this.options.now();
+    const from = Math.max(this.from, now - this.options.maxAgeMs);
+    return from <= now ? now - from : 0;
+  }
+
   /** Whether every stored sample at or after `startMs` is in the head. */
   covers(startMs: number): boolean {
     return startMs >= this.from && startMs >= this.options.now() - this.options.maxAgeMs;

@@ -8,7 +8,7 @@
  * imports node:test), and `libs/store/rollup-contract.js` (`runRollupStoreContract`, for
  * adapters with rollup tiers).
  */
-export type { MetricStore, SampleColumns, SelectLimits, SeriesColumns, WriteResult } from './port.js';
+export type { MetricStore, SampleColumns, SelectLimits, SeriesColumns, StoreStats, WriteResult } from './port.js';
 export { StoreClosedError, StoreInputError, StoreLimitError } from './errors.js';
 export type { StoreLimitName } from './errors.js';
 export { seriesId } from './series-id.js';

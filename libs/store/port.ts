@@ -131,4 +131,19 @@ export interface MetricStore {
    * Idempotent: later calls return the same promise.
    */
   close(): Promise<void>;
+
+  /** What the adapter reports about itself for self-metrics. Optional. */
+  stats?(): StoreStats;
+}
+
+/** See `MetricStore.stats`. */
+export interface StoreStats {
+  /** Samples held in memory for queries over recent data (the DuckDB head). */
+  readonly headSamples: number;
+  /** How far back from now the head answers for, ms (0 when it answers for nothing). */
+  readonly headCoverageMs: number;
+  /** Sample reads (`select`/`selectColumns`) answered from the head alone. */
+  readonly headReads: number;
+  /** Sample reads that read stored rows and chunks. */
+  readonly storedReads: number;
 }

@@ -19,6 +19,7 @@ import { serveContract } from '../../libs/runtime/service-module.js';
 import { QueryServiceImpl } from './query-service.js';
 import { prometheusApiRoutes } from './prom-api.js';
 import { Querier } from './querier.js';
+import { registerStoreMetrics } from './store-metrics.js';
 
 /** What the aggregation module is wired with. */
 export interface AggregationModuleDeps {
@@ -44,6 +45,7 @@ function packageVersion(): string {
 /** Starts the aggregation service. */
 export async function startAggregation(deps: AggregationModuleDeps): Promise<Started<void>> {
   const consumer = await startSampleConsumer(deps.bus, deps.store, deps.registry, deps.logger);
+  registerStoreMetrics(deps.registry, deps.store);
   const impl = new QueryServiceImpl({ store: deps.store, limits: deps.config.query });
   const routes = prometheusApiRoutes({
     querier: new Querier(deps.store, deps.config.query),
