@@ -679,6 +679,7 @@ class DuckDbMetricStore implements RollupStore {
       if (candidates.length === 0) return [];
       candidates.sort((a, b) => compareLabels(a.labels, b.labels));
       const range = q.range;
+      this.head.noteQuery();
       if (this.head.covers(range.startMs)) {
         this.headReads++;
         return this.readHead(tenant, candidates, range, tracker);

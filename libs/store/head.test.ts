@@ -80,6 +80,23 @@ describe('head', () => {
     assert.deepEqual(run(h, 't', 1n), { ts: [101], vs: [1] }, 'a sample before the new start is not kept');
   });
 
+  it('in its periodic upkeep drops waiting batches past the age bound, and folds the rest only while queried', () => {
+    let now = 10_000;
+    const h = new Head({ from: -Infinity, maxSamples: 100, maxAgeMs: 1_000, now: () => now });
+    const old: HeadRef = { id: 1n };
+    const recent: HeadRef = { id: 2n };
+    write(h, 't', old, [[9_100, 1]]);
+    write(h, 't', recent, [[9_900, 2]]);
+    now = 10_500;
+    h.age();
+    assert.equal(h.samples, 1, 'the batch now past the age bound is dropped unread');
+    assert.equal(recent.head, undefined, 'nobody queried: nothing folded');
+    h.noteQuery();
+    h.age();
+    assert.notEqual(recent.head, undefined, 'queried lately: folded ahead of the next query');
+    assert.deepEqual(run(h, 't', 2n), { ts: [9_900], vs: [2] });
+  });
+
   it('marks entries it drops, so holders look them up again', () => {
     const h = new Head({ from: -Infinity, maxSamples: 100, maxAgeMs: Infinity, now: () => 0 });
     const ref: HeadRef = { id: 1n };
