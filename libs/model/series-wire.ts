@@ -448,19 +448,12 @@ export interface SampleBatchFrame {
   readonly startTimesMs: bigint[];
 }
 
-const streamEncoded: DescService = withEncodedSeries(file_telemesh_ingest_v1_ingest_service, ['StreamRequest']).getService(IngestService.typeName)!;
-
 /**
- * `telemesh.ingest.v1.IngestService` whose Stream requests carry their series encoded:
- * what ingestion serves (it forwards series as received) and what the agent SDK calls
- * (it encodes each series once, when it is added). Write keeps the generated descriptor:
- * unary writes are also sent as Connect JSON, where a `bytes` view would expect base64
- * instead of series objects; the high-rate agents' path is Stream over gRPC. JSON-encoded
- * Stream calls are served through the generated descriptor too (see the ingestion module
- * and `RpcServer.registerService`).
+ * `telemesh.ingest.v1.IngestService` whose Write and Stream requests carry their series
+ * encoded: what ingestion serves to binary clients (it forwards series as received) and
+ * what the agent SDK calls (it encodes each series once, when it is added). JSON clients
+ * send series as objects, where this view would expect base64: their calls are served
+ * through the generated descriptor (see the ingestion module and
+ * `RpcServer.registerService`).
  */
-export const EncodedIngestService: DescService = {
-  ...streamEncoded,
-  methods: streamEncoded.methods.map((m) => (m.localName === 'write' ? IngestService.method.write : m)),
-  method: { ...streamEncoded.method, write: IngestService.method.write },
-};
+export const EncodedIngestService: DescService = withEncodedSeries(file_telemesh_ingest_v1_ingest_service, ['WriteRequest', 'StreamRequest']).getService(IngestService.typeName)!;

@@ -2,7 +2,8 @@
  * The IngestService implementation: unary Write and the agents' bidirectional Stream.
  * Both hand their series to the shared {@link Ingester}; acknowledged means durable on the
  * bus (JetStream acked it), and aggregation stores it. Served as `EncodedIngestService`
- * (wire.ts): Stream requests arrive with their series still encoded.
+ * (libs/model): requests arrive with their series still encoded; JSON clients' requests,
+ * decoded as messages, are encoded first (`writeMessages`, `streamMessages`).
  */
 import { create } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
@@ -35,9 +36,8 @@ export class IngestServiceImpl {
   }
 
   /** Ingests a native request; malformed histogram points are rejected like invalid samples. */
-  async #ingest(tenant: string, req: WriteRequest | Encoded<StreamRequest>, key: string): Promise<IngestOutcome> {
-    const series = req.$typeName === 'telemesh.ingest.v1.WriteRequest' ? req.series.map(encodeSeriesMessage) : req.series;
-    const { input, problems } = nativeInput(series, req.seriesStartTimesMs, req.histograms, req.summaries, key);
+  async #ingest(tenant: string, req: Encoded<WriteRequest> | Encoded<StreamRequest>, key: string): Promise<IngestOutcome> {
+    const { input, problems } = nativeInput(req.series, req.seriesStartTimesMs, req.histograms, req.summaries, key);
     const outcome = await this.#ingester.ingestEncoded(tenant, input);
     if (problems.length === 0) return outcome;
     let rejected = outcome.rejectedSamples;
@@ -50,7 +50,7 @@ export class IngestServiceImpl {
   }
 
   /** Unary write: stores the valid samples, then reports the invalid ones as `invalid_argument`. */
-  async write(req: WriteRequest, ctx: HandlerContext): Promise<WriteResponse> {
+  async write(req: Encoded<WriteRequest>, ctx: HandlerContext): Promise<WriteResponse> {
     const { tenant } = requirePrincipal(ctx);
     const outcome = await this.#ingest(tenant, req, req.requestId === '' ? '' : `w:${req.requestId}`);
     const result = toResult(outcome);
@@ -67,12 +67,16 @@ export class IngestServiceImpl {
   }
 
   /**
-   * `stream` for clients whose series arrive as messages: the JSON encodings, which the
-   * server routes to the contract's own descriptor (see `RpcServer.registerService`).
-   * Each series is encoded once, as the binary path receives it.
+   * `write` and `stream` for clients whose series arrive as messages: the JSON encodings,
+   * which the server routes to the contract's own descriptor (see
+   * `RpcServer.registerService`). Each series is encoded once, as binary clients send it.
    */
+  writeMessages(req: WriteRequest, ctx: HandlerContext): Promise<WriteResponse> {
+    return this.write(encoded(req), ctx);
+  }
+
   streamMessages(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext): AsyncGenerator<StreamResponse> {
-    return this.stream(encodedRequests(requests), ctx);
+    return this.stream(encodedAll(requests), ctx);
   }
 
   /**
@@ -180,7 +184,11 @@ function toResult(o: IngestOutcome): WriteResult {
   });
 }
 
-/** Stream requests with their series encoded (what `stream` reads). */
-async function* encodedRequests(requests: AsyncIterable<StreamRequest>): AsyncGenerator<Encoded<StreamRequest>> {
-  for await (const r of requests) yield { ...r, series: r.series.map(encodeSeriesMessage) };
+/** A request with its series encoded, as `EncodedIngestService` decodes it. */
+function encoded<R extends WriteRequest | StreamRequest>(r: R): Encoded<R> {
+  return { ...r, series: r.series.map(encodeSeriesMessage) };
+}
+
+async function* encodedAll(requests: AsyncIterable<StreamRequest>): AsyncGenerator<Encoded<StreamRequest>> {
+  for await (const r of requests) yield encoded(r);
 }

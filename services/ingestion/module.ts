@@ -91,10 +91,10 @@ export async function startIngestion(deps: IngestionModuleDeps): Promise<Started
   if (extra.length > 0) logger.info({ otlpGrpcPort: limits.otlpGrpcPort, otlpHttpPort: limits.otlpHttpPort }, 'extra OTLP listeners');
 
   // Served through the encoded view of the contract (same name, same wire format): the
-  // implementation reads series as bytes. See wire.ts. JSON-encoded Stream calls carry
-  // series as objects, so they are served through the contract's own descriptor.
+  // implementation reads series as bytes. JSON calls carry series as objects, so they are
+  // served through the contract's own descriptor.
   const handlers = { write: impl.write.bind(impl), stream: impl.stream.bind(impl) } as unknown as Partial<ServiceImpl<typeof EncodedIngestService>>;
-  const json = { service: IngestService, impl: { stream: impl.streamMessages.bind(impl) } };
+  const json = { service: IngestService, impl: { write: impl.writeMessages.bind(impl), stream: impl.streamMessages.bind(impl) } };
   return serveContract(deps, EncodedIngestService, handlers, async () => {
     deps.health.set(MetricsService.typeName, ServingStatus.NOT_SERVING);
     ingester.close();
