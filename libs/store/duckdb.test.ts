@@ -89,12 +89,18 @@ describe('DuckDB metric store file', () => {
       // 3000 reaches the head; 1500 is older than the newest stored sample, so the head,
       // which covers from 2001 on, must not keep it, and ranges before 2001 read rows.
       await second.write('t', 'b2', [sample('a', 3000, 3), sample('a', 1500, 1.5)]);
-      const at = async (from: number) => (await second.select('t', [], from, 10_000)).map((s) => s.timestampsMs);
-      assert.deepEqual(await at(0), [[1000, 1500, 2000, 3000]]);
-      assert.deepEqual(await at(1400), [[1500, 2000, 3000]]);
-      assert.deepEqual(await at(2500), [[3000]]);
+      // Each read also says where it was answered from (head, or stored rows and chunks).
+      const at = async (from: number) => {
+        const before = second.stats!();
+        const got = (await second.select('t', [], from, 10_000)).map((s) => s.timestampsMs);
+        const after = second.stats!();
+        return { got, head: after.headReads - before.headReads, stored: after.storedReads - before.storedReads };
+      };
+      assert.deepEqual(await at(0), { got: [[1000, 1500, 2000, 3000]], head: 0, stored: 1 });
+      assert.deepEqual(await at(1400), { got: [[1500, 2000, 3000]], head: 0, stored: 1 });
+      assert.deepEqual(await at(2500), { got: [[3000]], head: 1, stored: 0 });
       await second.write('t', 'b3', [sample('a', 2500, 2.5)]);
-      assert.deepEqual(await at(2001), [[2500, 3000]], 'a late sample after the head start is mirrored');
+      assert.deepEqual(await at(2001), { got: [[2500, 3000]], head: 1, stored: 0 }, 'a late sample after the head start is mirrored');
     } finally {
       await second.close();
     }

@@ -1761,7 +1761,7 @@ export async function openDuckDbStore(options: DuckDbStoreOptions): Promise<Roll
     seqReader.getColumns()[0][0] as number,
     head,
   );
-  store.noteSealed((seqReader.getColumns()[1][0] as number | null) ?? -Infinity);
+  store.noteSealed(sealedEnd ?? -Infinity);
   store.startJobs(options.compactionIntervalMs ?? 60_000, options.retentionIntervalMs ?? 3_600_000);
   return store;
 }

@@ -228,7 +228,6 @@ export class Head {
         this.count -= keep;
         if (keep === s.n) {
           // Empty entries go too (a series only ever written before `from` leaves one).
-
           s.dropped = true;
           byId.delete(id);
           continue;
