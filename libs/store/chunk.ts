@@ -141,15 +141,16 @@ function decodeValues(r: Reader, n: number): number[] {
   return out;
 }
 
-function zigzag(n: number): number {
+export function zigzag(n: number): number {
   return n >= 0 ? n * 2 : -n * 2 - 1;
 }
 
-function unzigzag(n: number): number {
+export function unzigzag(n: number): number {
   return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
 }
 
-class Writer {
+/** Growable byte buffer with the varint, float64 and bit-packing primitives the chunk formats share. */
+export class Writer {
   private buf = new Uint8Array(256);
   private len = 0;
 
@@ -214,12 +215,26 @@ class Writer {
     this.len = start + bytes;
   }
 
+  /**
+   * Signed integers as their minimum (zig-zag varint) and their distances from it, packed:
+   * frame of reference, so values that all lie in a narrow band far from zero (a scrape
+   * interval with jitter, a counter's increments) take only the band's width.
+   */
+  offsetPacked(values: readonly number[]): void {
+    let min = Infinity;
+    for (const v of values) if (v < min) min = v;
+    if (values.length === 0) min = 0;
+    this.varint(zigzag(min));
+    this.packed(values.map((v) => v - min));
+  }
+
   finish(): Uint8Array {
     return this.buf.slice(0, this.len);
   }
 }
 
-class Reader {
+/** Reads what {@link Writer} wrote; throws `RangeError` when the bytes end early. */
+export class Reader {
   private pos = 0;
   private readonly view: DataView;
 
@@ -248,6 +263,19 @@ class Reader {
     const x = this.view.getFloat64(this.pos, true);
     this.pos += 8;
     return x;
+  }
+
+  /** Inverse of {@link Writer.offsetPacked}. */
+  offsetPacked(count: number): number[] {
+    const min = unzigzag(this.varint());
+    const out = this.packed(count);
+    for (let i = 0; i < count; i++) out[i] += min;
+    return out;
+  }
+
+  /** Whether every byte has been read. */
+  get done(): boolean {
+    return this.pos === this.buf.length;
   }
 
   packed(count: number): number[] {
