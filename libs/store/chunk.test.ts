@@ -22,14 +22,18 @@ describe('sealed chunk encoding', () => {
     roundTrip([0, 15_000, 30_001, 44_999], [1e15, -1e15, 2 ** 49, -(2 ** 49)]);
   });
 
-  it('takes under 2 bytes per sample for realistic series', () => {
+  // Measured with version 2 (2 hours at 15 s): counter 1.30, gauge 1.55, histogram 0.80,
+  // steady counter 0.43 bytes per sample (version 1: 1.54, 1.66, 1.04, 1.91).
+  it('takes under 2 bytes per sample for realistic series, and less for steady ones', () => {
     let seed = 7;
     const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     const kinds = {
       counter: (v: number) => v + Math.floor(rand() * 100),
       gauge: (_v: number, i: number) => Math.round((50 + 10 * Math.sin(i / 100) + rand() * 2) * 100) / 100,
       histogram: (v: number) => v + Math.floor(rand() * 5),
+      steady: (v: number) => v + 1000,
     };
+    const bounds: Record<string, number> = { counter: 1.35, gauge: 1.6, histogram: 0.85, steady: 0.5 };
     for (const [name, next] of Object.entries(kinds)) {
       const ts: number[] = [];
       const vs: number[] = [];
@@ -40,8 +44,23 @@ describe('sealed chunk encoding', () => {
         vs.push(v);
       }
       const bytes = roundTrip(ts, vs);
-      assert.ok(bytes.length / 480 < 2, `${name}: ${(bytes.length / 480).toFixed(2)} bytes/sample`);
+      assert.ok(bytes.length / 480 < bounds[name], `${name}: ${(bytes.length / 480).toFixed(2)} bytes/sample`);
     }
+  });
+
+  it('still reads version 1 chunks (files sealed before version 2)', () => {
+    const ts = [1_700_000_000_000, 1_700_000_015_001, 1_700_000_030_000, 1_700_000_045_002, 1_700_000_045_002];
+    // Written by the version 1 encoder: packed delta-of-delta times, packed zig-zag value deltas.
+    const packed = decodeChunk(Buffer.from('01050180a0abfef962b2ea010f030003c04c1d0102d00f0fb824198065e67e08', 'hex'));
+    assert.deepEqual(packed, { timestampsMs: ts, values: [10, 57, 57.25, 90, 3] });
+    // …and float64 values.
+    const floats = decodeChunk(
+      Buffer.from(
+        '01050180a0abfef962b2ea010f030003c04c1d0000000000000024400000000000804c400000000000a04c40000000000000f87f0000000000000840',
+        'hex',
+      ),
+    );
+    assert.deepEqual(floats, { timestampsMs: ts, values: [10, 57, 57.25, NaN, 3] });
   });
 
   it('rejects truncated input', () => {

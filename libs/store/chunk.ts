@@ -9,17 +9,25 @@
  * millisecond jitter needs 2–3 bits) and deltas of decimal-scaled values (a counter's
  * increments, a gauge's steps) — packed at a fixed bit width per chunk, takes about 1.5.
  *
- * Layout: version byte, sample count (varint), then the timestamps and the values, each
- * as a mode byte followed by its data:
- * - timestamps, mode 1: first timestamp and first delta (zig-zag varints), then the
- *   delta-of-deltas zig-zagged and bit-packed at width `w` (one byte); mode 0: float64s.
- * - values, mode 1: decimal exponent `k` (byte), first scaled value (zig-zag varint), then
- *   the deltas of `round(v·10^k)` zig-zagged and bit-packed at width `w`; used only when
- *   every value round-trips exactly through that scaling (so NaN, ±Inf and -0 use mode 0);
- *   mode 0: float64s. Decoding is exact in every mode.
+ * Layout (version 2): version byte, sample count (varint), then the timestamps and the
+ * values, each as a mode byte followed by its data:
+ * - timestamps: first timestamp and first delta (zig-zag varints), then either the further
+ *   deltas (mode 1) or the delta-of-deltas (mode 2), whichever span the narrower band,
+ *   frame-of-reference packed (minimum as a zig-zag varint, then each value's distance
+ *   from it at one fixed bit width); mode 0: float64s.
+ * - values: the same two modes over `round(v·10^k)` after a decimal exponent byte `k`,
+ *   used only when every value round-trips exactly through that scaling (so NaN, ±Inf
+ *   and -0 use mode 0, float64s). Decoding is exact in every mode.
+ * Version 1 (still read) zig-zagged the time delta-of-deltas and value deltas instead of
+ * subtracting their minimum: a counter's increments of 0–99 took 8 bits instead of 7,
+ * 15 s ± 2 ms timestamps 4 bits instead of 3 (measured: 1.49 → 1.29 bytes per sample).
  */
 
-const VERSION = 1;
+const VERSION = 2;
+/** Column modes: float64s; deltas (version 2: frame of reference); delta-of-deltas (ditto). */
+const MODE_FLOAT = 0;
+const MODE_DELTA = 1;
+const MODE_DOD = 2;
 /** Largest magnitude a scaled or delta-coded integer may have: zig-zag stays a safe integer. */
 const LIMIT = 2 ** 50;
 
@@ -36,54 +44,87 @@ export function encodeChunk(timestampsMs: readonly number[], values: readonly nu
 /** Decodes a chunk written by {@link encodeChunk}. */
 export function decodeChunk(bytes: Uint8Array): { timestampsMs: number[]; values: number[] } {
   const r = new Reader(bytes);
-  if (r.byte() !== VERSION) throw new RangeError('unknown chunk version');
+  const version = r.byte();
+  // Version 1 chunks stay readable: files sealed before version 2 are never rewritten.
+  if (version !== 1 && version !== VERSION) throw new RangeError('unknown chunk version');
   const n = r.varint();
-  const timestampsMs = decodeTimes(r, n);
-  const values = decodeValues(r, n);
+  const timestampsMs = decodeTimes(r, n, version);
+  const values = decodeValues(r, n, version);
   return { timestampsMs, values };
 }
 
 function encodeTimes(w: Writer, ts: readonly number[]): void {
   const n = ts.length;
-  const dods: number[] = [];
   let ok = n === 0 || Math.abs(ts[0]) < LIMIT;
-  for (let i = 2; ok && i < n; i++) {
-    const dod = ts[i] - 2 * ts[i - 1] + ts[i - 2];
-    if (!(Math.abs(dod) < LIMIT)) ok = false;
-    dods.push(zigzag(dod));
+  const deltas: number[] = [];
+  for (let i = 1; ok && i < n; i++) {
+    const d = ts[i] - ts[i - 1];
+    if (!(Math.abs(d) < LIMIT / 4)) ok = false;
+    deltas.push(d);
   }
-  if (ok && n > 1 && !(Math.abs(ts[1] - ts[0]) < LIMIT)) ok = false;
   if (!ok) {
-    w.byte(0);
+    w.byte(MODE_FLOAT);
     for (const t of ts) w.float64(t);
     return;
   }
-  w.byte(1);
+  const dods = differences(deltas);
+  // Deltas when they span the narrower band (a steady interval with jitter: one bit less
+  // than their differences), delta-of-deltas when the interval drifts or changes.
+  const byDelta = spread(deltas.slice(1)) <= spread(dods);
+  w.byte(byDelta ? MODE_DELTA : MODE_DOD);
   if (n === 0) return;
   w.varint(zigzag(ts[0]));
   if (n === 1) return;
-  w.varint(zigzag(ts[1] - ts[0]));
-  w.packed(dods);
+  w.varint(zigzag(deltas[0]));
+  w.offsetPacked(byDelta ? deltas.slice(1) : dods);
 }
 
-function decodeTimes(r: Reader, n: number): number[] {
+function decodeTimes(r: Reader, n: number, version: number): number[] {
   const mode = r.byte();
   const out: number[] = [];
-  if (mode === 0) {
+  if (mode === MODE_FLOAT) {
     for (let i = 0; i < n; i++) out.push(r.float64());
     return out;
   }
-  if (mode !== 1) throw new RangeError(`unknown timestamp mode ${mode}`);
+  if (mode !== MODE_DELTA && mode !== MODE_DOD) throw new RangeError(`unknown timestamp mode ${mode}`);
   if (n === 0) return out;
   out.push(unzigzag(r.varint()));
   if (n === 1) return out;
   let delta = unzigzag(r.varint());
   out.push(out[0] + delta);
-  for (const z of r.packed(n - 2)) {
-    delta += unzigzag(z);
+  if (version === 1) {
+    // Version 1: delta-of-deltas, zig-zagged and packed.
+    for (const z of r.packed(n - 2)) {
+      delta += unzigzag(z);
+      out.push(out[out.length - 1] + delta);
+    }
+    return out;
+  }
+  const rest = r.offsetPacked(n - 2);
+  for (const x of rest) {
+    if (mode === MODE_DELTA) delta = x;
+    else delta += x;
     out.push(out[out.length - 1] + delta);
   }
   return out;
+}
+
+/** Successive differences. */
+function differences(xs: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 1; i < xs.length; i++) out.push(xs[i] - xs[i - 1]);
+  return out;
+}
+
+/** max − min (0 when empty): what frame-of-reference packing spends bits on. */
+function spread(xs: readonly number[]): number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const x of xs) {
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  return xs.length === 0 ? 0 : hi - lo;
 }
 
 /** The smallest decimal exponent (0–6) at which every value is an exact scaled integer. */
@@ -103,39 +144,64 @@ function decimalExponent(vs: readonly number[]): number | undefined {
 function encodeValues(w: Writer, vs: readonly number[]): void {
   const k = vs.length === 0 ? 0 : decimalExponent(vs);
   if (k === undefined) {
-    w.byte(0);
+    w.byte(MODE_FLOAT);
     for (const v of vs) w.float64(v);
     return;
   }
-  w.byte(1);
+  const scale = 10 ** k;
+  const scaled = vs.map((v) => Math.round(v * scale));
+  const deltas = differences(scaled);
+  const dods = differences(deltas);
+  // A counter at a steady rate has near-constant deltas (delta-of-deltas win); random
+  // increments or a noisy gauge have deltas in a band (deltas win by a bit).
+  const byDelta = spread(deltas) <= spread(dods);
+  w.byte(byDelta ? MODE_DELTA : MODE_DOD);
   w.byte(k);
   if (vs.length === 0) return;
-  const scale = 10 ** k;
-  let prev = Math.round(vs[0] * scale);
-  w.varint(zigzag(prev));
-  const deltas: number[] = [];
-  for (let i = 1; i < vs.length; i++) {
-    const s = Math.round(vs[i] * scale);
-    deltas.push(zigzag(s - prev));
-    prev = s;
+  w.varint(zigzag(scaled[0]));
+  if (byDelta) {
+    w.offsetPacked(deltas);
+    return;
   }
-  w.packed(deltas);
+  if (vs.length === 1) return;
+  w.varint(zigzag(deltas[0]));
+  w.offsetPacked(dods);
 }
 
-function decodeValues(r: Reader, n: number): number[] {
+function decodeValues(r: Reader, n: number, version: number): number[] {
   const mode = r.byte();
   const out: number[] = [];
-  if (mode === 0) {
+  if (mode === MODE_FLOAT) {
     for (let i = 0; i < n; i++) out.push(r.float64());
     return out;
   }
-  if (mode !== 1) throw new RangeError(`unknown value mode ${mode}`);
+  if (mode !== MODE_DELTA && mode !== MODE_DOD) throw new RangeError(`unknown value mode ${mode}`);
   const scale = 10 ** r.byte();
   if (n === 0) return out;
   let s = unzigzag(r.varint());
   out.push(s / scale);
-  for (const z of r.packed(n - 1)) {
-    s += unzigzag(z);
+  if (version === 1) {
+    // Version 1: deltas, zig-zagged and packed.
+    for (const z of r.packed(n - 1)) {
+      s += unzigzag(z);
+      out.push(s / scale);
+    }
+    return out;
+  }
+  if (mode === MODE_DELTA) {
+    for (const d of r.offsetPacked(n - 1)) {
+      s += d;
+      out.push(s / scale);
+    }
+    return out;
+  }
+  if (n === 1) return out;
+  let delta = unzigzag(r.varint());
+  s += delta;
+  out.push(s / scale);
+  for (const dd of r.offsetPacked(n - 2)) {
+    delta += dd;
+    s += delta;
     out.push(s / scale);
   }
   return out;
