@@ -95,3 +95,38 @@ describe('window aggregates', () => {
     });
   });
 });
+
+describe('window sums of decimal values', () => {
+  const sumOf = (vs: number[]) => aggregateWindows(vs.map((_, i) => i * 1000), vs, 5 * MIN)[0].sum;
+  const window = (startMs: number, sum: number) => aggregateWindows([startMs], [sum], 5 * MIN)[0];
+
+  it('is the correctly rounded decimal sum when every value has at most 6 decimals', () => {
+    // Summed in floating point these are 0.30000000000000004, 0.7999999999999999 and
+    // 6.6530000000000005, which a sealed chunk could only store as float64s.
+    assert.equal(sumOf([0.1, 0.2]), 0.3);
+    assert.equal(sumOf([0.1, 0.7]), 0.8);
+    assert.equal(sumOf([1.1, 2.22, 3.333]), 6.653);
+    assert.equal(sumOf([-0.1, 0.1]), 0);
+    assert.equal(sumOf([0.000001, 2]), 2.000001);
+    const merged = mergeWindows([window(0, 0.1), window(5 * MIN, 0.2), window(10 * MIN, 1.25)], HOUR);
+    assert.equal(merged.length, 1);
+    assert.equal(merged[0].sum, 1.55);
+  });
+
+  it('falls back to the float sum otherwise, with NaN and ±Inf as before', () => {
+    assert.equal(sumOf([1 / 3, 0.1]), 1 / 3 + 0.1);
+    assert.equal(sumOf([0.1, 1e-7]), 0.1 + 1e-7);
+    assert.ok(Number.isNaN(sumOf([0.1, NaN, 0.2])));
+    assert.equal(sumOf([0.1, Infinity]), Infinity);
+    assert.equal(sumOf([-Infinity, 0.1]), -Infinity);
+    assert.ok(Number.isNaN(sumOf([Infinity, -Infinity])));
+    // A scaled total past 2^53 is no longer exact: the float sum stands.
+    assert.equal(sumOf(Array.from({ length: 200 }, () => 9e13)), 9e13 * 200);
+    assert.equal(sumOf([2 ** 52, 0.5]), 2 ** 52 + 0.5);
+    assert.ok(Object.is(sumOf([-0]), 0), 'as before: the sum starts at 0');
+    const nan = mergeWindows([window(0, 0.1), window(5 * MIN, NaN)], HOUR)[0];
+    assert.ok(Number.isNaN(nan.sum));
+    assert.equal(mergeWindows([window(0, 0.1), window(5 * MIN, -Infinity)], HOUR)[0].sum, -Infinity);
+    assert.ok(Object.is(mergeWindows([{ ...window(0, 1), sum: -0 }], HOUR)[0].sum, -0), 'a lone window keeps its sum');
+  });
+});

@@ -193,7 +193,10 @@ export interface RollupWindow {
   readonly min: number;
   /** Largest non-NaN value (NaN when every value was NaN), as `max_over_time`. */
   readonly max: number;
-  /** Sum of the values (NaN if any was NaN, as `sum_over_time`). */
+  /**
+   * Sum of the values (NaN if any was NaN, as `sum_over_time`); values with few decimals
+   * sum to the exact decimal (see `DecimalSum`).
+   */
   readonly sum: number;
   /** Number of samples, NaN and ±Inf included. */
   readonly count: number;
@@ -228,7 +231,7 @@ export function aggregateWindows(
     const end = start + resolutionMs;
     let min = NaN;
     let max = NaN;
-    let sum = 0;
+    const sum = new DecimalSum(0);
     let count = 0;
     let last = NaN;
     let lastMs = start;
@@ -239,13 +242,13 @@ export function aggregateWindows(
         if (!(v >= min)) min = v;
         if (!(v <= max)) max = v;
       }
-      sum += v;
+      sum.add(v);
       count++;
       last = v;
       lastMs = timestampsMs[i];
       sketch.add(v);
     }
-    out.push({ startMs: start, min, max, sum, count, last, lastMs, sketch });
+    out.push({ startMs: start, min, max, sum: sum.value, count, last, lastMs, sketch });
   }
   return out;
 }
@@ -262,25 +265,84 @@ export function mergeWindows(windows: readonly RollupWindow[], resolutionMs: num
     const start = windowStart(windows[i].startMs, resolutionMs);
     const end = start + resolutionMs;
     const first = windows[i];
-    let { min, max, sum, count, last, lastMs } = first;
+    let { min, max, count, last, lastMs } = first;
+    // −0 is the identity of float addition, so a lone window keeps its sum bit for bit.
+    const sum = new DecimalSum(-0);
     const sketch = new QuantileSketch(first.sketch.alpha);
     for (; i < windows.length && windows[i].startMs < end; i++) {
       const w = windows[i];
       if (!(w.min >= min)) min = Number.isNaN(w.min) ? min : w.min;
       if (!(w.max <= max)) max = Number.isNaN(w.max) ? max : w.max;
-      if (w !== first) {
-        sum += w.sum;
-        count += w.count;
-      }
+      sum.add(w.sum);
+      if (w !== first) count += w.count;
       if (w.lastMs >= lastMs) {
         last = w.last;
         lastMs = w.lastMs;
       }
       sketch.merge(w.sketch);
     }
-    out.push({ startMs: start, min, max, sum, count, last, lastMs, sketch });
+    out.push({ startMs: start, min, max, sum: sum.value, count, last, lastMs, sketch });
   }
   return out;
+}
+
+/** Powers of ten a decimal sum may be scaled by: values with up to 6 decimal digits. */
+const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
+/** Largest magnitude of one scaled value, as chunk.ts allows for its decimal values. */
+const SCALED_LIMIT = 2 ** 49;
+
+/**
+ * A window's sum. Summed in floating point, values with few decimals often do not add up to
+ * a number with as few (0.1 + 0.2 is 0.30000000000000004; so are about half the 5-minute
+ * sums of a two-decimal gauge scraped every 15 s), which costs accuracy and space: a sealed
+ * run of windows stores a column as small scaled integers only when every value has few
+ * decimals (rollup-chunk.ts), and as float64s otherwise. So while every addend is an exact
+ * decimal of at most 6 digits (`round(v·10^k)/10^k === v`, finite, not −0) and the scaled
+ * total stays a safe integer, the sum is kept as that integer total and the result is
+ * `total / 10^k`: the correctly rounded decimal sum. Anything else falls back to the plain
+ * float sum, so NaN and ±Inf behave as before. The exponent only grows, and the integer
+ * total is rescaled when it does, so the common case costs one multiply, round and divide
+ * per value.
+ */
+class DecimalSum {
+  private k = 0;
+  private scaled = 0;
+  private exact = true;
+
+  constructor(private float: number) {}
+
+  add(v: number): void {
+    this.float += v;
+    if (!this.exact) return;
+    // The common case: `v` exact at the current exponent. NaN fails the first test, ±Inf
+    // the second; −0 would turn a lone −0 sum into 0.
+    const scale = POW10[this.k];
+    const s = Math.round(v * scale);
+    if (s / scale === v && Math.abs(s) < SCALED_LIMIT && !(v === 0 && 1 / v < 0)) {
+      this.scaled += s;
+      this.exact = Math.abs(this.scaled) <= Number.MAX_SAFE_INTEGER;
+    } else {
+      this.exact = this.addFiner(v);
+    }
+  }
+
+  /** Adds `v` at the smallest larger exponent it is exact at; false when there is none. */
+  private addFiner(v: number): boolean {
+    if (!Number.isFinite(v) || Object.is(v, -0)) return false;
+    for (let k = this.k + 1; k < POW10.length; k++) {
+      const s = Math.round(v * POW10[k]);
+      if (s / POW10[k] !== v || !(Math.abs(s) < SCALED_LIMIT)) continue;
+      const rescaled = this.scaled * POW10[k - this.k];
+      this.scaled = rescaled + s;
+      this.k = k;
+      return Math.abs(rescaled) <= Number.MAX_SAFE_INTEGER && Math.abs(this.scaled) <= Number.MAX_SAFE_INTEGER;
+    }
+    return false;
+  }
+
+  get value(): number {
+    return this.exact ? this.scaled / POW10[this.k] : this.float;
+  }
 }
 
 /** What one compaction run did. */

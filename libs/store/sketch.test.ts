@@ -70,6 +70,38 @@ describe('QuantileSketch', () => {
     assert.throws(() => QuantileSketch.decode(Uint8Array.from([9])), RangeError);
   });
 
+  it('gives its buckets in ascending order and is rebuilt exactly from them', () => {
+    const s = new QuantileSketch(0.02);
+    for (const v of [0, 0, -3.5, -3.5, -1e6, 1e-5, 42, 42, 1e12]) s.add(v);
+    const b = s.buckets();
+    assert.equal(b.zeros, 2);
+    for (const pairs of [b.positive, b.negative]) {
+      assert.deepEqual([...pairs].sort((x, y) => x[0] - y[0]), pairs);
+    }
+    assert.deepEqual(b.positive.map(([, c]) => c), [1, 2, 1]);
+    assert.deepEqual(b.negative.map(([, c]) => c), [2, 1]);
+    const back = QuantileSketch.fromBuckets(0.02, b);
+    assert.deepEqual(back.encode(), s.encode());
+    assert.equal(back.count, s.count);
+    for (const q of QS) assert.equal(back.quantile(q), s.quantile(q));
+    assert.equal(QuantileSketch.fromBuckets(0.01, { zeros: 0, positive: [], negative: [] }).count, 0);
+  });
+
+  it('rejects buckets that add and merge could not have made', () => {
+    const ok = { zeros: 1, positive: [[3, 1], [5, 2]] as [number, number][], negative: [] };
+    const bad = [
+      { ...ok, zeros: -1 },
+      { ...ok, zeros: 0.5 },
+      { ...ok, positive: [[3, 0]] },
+      { ...ok, positive: [[3, 1.5]] },
+      { ...ok, positive: [[5, 1], [3, 1]] },
+      { ...ok, negative: [[3, 1], [3, 1]] },
+      { ...ok, negative: [[0.5, 1]] },
+    ] as const;
+    for (const b of bad) assert.throws(() => QuantileSketch.fromBuckets(0.01, b), RangeError, JSON.stringify(b));
+    assert.throws(() => QuantileSketch.fromBuckets(0, ok), RangeError);
+  });
+
   it('ignores non-finite values and answers NaN when empty or q is out of range', () => {
     const s = new QuantileSketch();
     assert.ok(Number.isNaN(s.quantile(0.5)));

@@ -31,6 +31,16 @@ export const MIN_INDEXABLE = 1e-300;
 /** Encoding version written as the first byte of every encoded sketch. */
 const FORMAT_VERSION = 1;
 
+/** A sketch's counts, as {@link QuantileSketch.buckets} gives them. */
+export interface SketchBuckets {
+  /** Values counted as zero. */
+  readonly zeros: number;
+  /** (bucket index, count) of positive values, ascending by index. */
+  readonly positive: readonly (readonly [number, number])[];
+  /** (bucket index of `−v`, count) of negative values, ascending by index. */
+  readonly negative: readonly (readonly [number, number])[];
+}
+
 /** A DDSketch-style quantile sketch with relative accuracy α. */
 export class QuantileSketch {
   /** γ = (1 + α) / (1 − α). */
@@ -101,6 +111,32 @@ export class QuantileSketch {
   }
 
   /**
+   * The zero count and each sign's buckets as (index, count) pairs in ascending index
+   * order (for negatives, the index of `−v`): what a codec that stores many sketches
+   * together needs to write them in its own, denser layout (rollup-chunk.ts).
+   */
+  buckets(): SketchBuckets {
+    return { zeros: this.zeros, positive: sortedPairs(this.positive), negative: sortedPairs(this.negative) };
+  }
+
+  /**
+   * The sketch with relative accuracy `alpha` holding exactly `buckets` (as
+   * {@link QuantileSketch.buckets} returns them). Throws `RangeError` unless the zero count
+   * is a non-negative integer, every count a positive integer and each sign's indices
+   * integers in strictly ascending order: a sketch built any other way could not have
+   * come from `add` and `merge`.
+   */
+  static fromBuckets(alpha: number, buckets: SketchBuckets): QuantileSketch {
+    const sketch = new QuantileSketch(alpha);
+    if (!(Number.isSafeInteger(buckets.zeros) && buckets.zeros >= 0)) {
+      throw new RangeError(`sketch zero count must be a non-negative integer, got ${buckets.zeros}`);
+    }
+    sketch.zeros = buckets.zeros;
+    sketch.total = buckets.zeros + fill(sketch.positive, buckets.positive) + fill(sketch.negative, buckets.negative);
+    return sketch;
+  }
+
+  /**
    * Compact binary form: version byte, α in millionths, zero count, then the positive and
    * the negative buckets, each as a bucket count followed by (index delta, count) pairs in
    * ascending index order. Every integer is a LEB128 varint (indices zig-zag encoded), so
@@ -154,6 +190,26 @@ export class QuantileSketch {
   private representative(i: number): number {
     return (2 * Math.pow(this.gamma, i)) / (this.gamma + 1);
   }
+}
+
+/** Fills `into` from pairs checked as {@link QuantileSketch.fromBuckets} says; returns their total. */
+function fill(into: Map<number, number>, pairs: readonly (readonly [number, number])[]): number {
+  let total = 0;
+  let prev = -Infinity;
+  for (const [i, c] of pairs) {
+    if (!(Number.isSafeInteger(i) && i > prev)) {
+      throw new RangeError(`sketch bucket indices must be ascending integers, got ${i} after ${prev}`);
+    }
+    if (!(Number.isSafeInteger(c) && c > 0)) throw new RangeError(`sketch bucket counts must be positive integers, got ${c}`);
+    into.set(i, c);
+    total += c;
+    prev = i;
+  }
+  return total;
+}
+
+function sortedPairs(m: Map<number, number>): [number, number][] {
+  return [...m].sort((a, b) => a[0] - b[0]);
 }
 
 function bump(m: Map<number, number>, key: number, by: number): void {
