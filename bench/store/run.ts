@@ -6,10 +6,11 @@
  *    fresh file, periodic jobs off; then the cost of one compaction of everything written.
  * 2. Bytes per stored sample on disk after a checkpoint, for realistic series: 6 hours at
  *    15 s (±2 ms scrape jitter) of 400 counters, 400 noisy gauges (two decimals), 200
- *    histogram bucket counters; kept as rows, sealed into chunks, and sealed without
- *    rollup tiers (raw samples alone, as Prometheus counts), plus 24 hours of the last.
- *    Bytes are the database's used blocks (series, batch ids and rollups included)
- *    divided by the samples.
+ *    histogram bucket counters; kept as rows, sealed into chunks (with the 5 m and 1 h
+ *    rollup tiers, 6 and 24 hours), and sealed without rollup tiers (raw samples alone, as
+ *    Prometheus counts them); then as a running store keeps them, compacting as it goes:
+ *    24 hours of the 1,000 series and 7 days of 200. Bytes are the database's used blocks
+ *    (series, batch ids and rollups included) divided by the raw samples.
  * Bounded in count and time; touches only a temp directory. Prints figures and writes
  * bench/results/store.json.
  */
@@ -123,10 +124,10 @@ async function bytesPerSample(sealAfterMs: number, rollups: boolean, hours = 6) 
  * every minute), so rollup windows are built one by one as they end and samples are
  * sealed as they age past `sealAfterMs` (2 h), rather than all at once at the end.
  */
-async function steadyState(hours: number) {
+async function steadyState(hours: number, seriesCount = 1000, compactEvery = 10) {
   const path = join(root, `steady-${hours}.duckdb`);
   seed = 1;
-  const gens = generators(1000);
+  const gens = generators(seriesCount);
   const steps = hours * 240;
   const t0 = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 30 * 86_400_000;
   let now = t0;
@@ -135,6 +136,7 @@ async function steadyState(hours: number) {
   for (let step = 0; step < steps; step += 10) {
     await store.write('bench', `s${step}`, batch(gens, t0, step, 10));
     now = t0 + (step + 10) * STEP + 5_000;
+    if ((step + 10) % compactEvery !== 0) continue;
     const c0 = performance.now();
     await store.compact();
     compactS += (performance.now() - c0) / 1000;
@@ -153,27 +155,35 @@ try {
   );
   const rows = await bytesPerSample(0, true);
   const sealed = await bytesPerSample(1, true);
+  // What the target names: 24 hours after compaction, rollup tiers included.
+  const sealed24h = await bytesPerSample(1, true, 24);
   // Raw samples alone, as Prometheus' ~1.8 bytes/sample counts them: no rollup tiers.
   const sealedRawOnly = await bytesPerSample(1, false);
   // Fixed costs (256 KiB blocks per column, the series table) weigh less on more data.
   const sealedRawOnly24h = await bytesPerSample(1, false, 24);
   const steady24h = await steadyState(24);
+  // A week of 200 series, compaction every 10 minutes: the share of the newest hours
+  // still kept as rows (the last 2–4) shrinks as the store fills up to its retention.
+  const steady7d = await steadyState(7 * 24, 200, 40);
   for (const [name, size] of [
     ['rows (not sealed), with rollups', rows],
     ['sealed chunks, with rollups', sealed],
+    ['sealed chunks, with rollups, 24 hours', sealed24h],
     ['sealed chunks, raw only (no rollup tiers)', sealedRawOnly],
     ['sealed chunks, raw only, 24 hours', sealedRawOnly24h],
     ['24 hours as a running store keeps them (compaction every 2.5 min, rollups, the last hours still rows)', steady24h],
+    ['7 days of 200 series as a running store keeps them (compaction every 10 min)', steady7d],
   ] as const) {
     console.log(
       `size, ${name}: ${size.samples.toLocaleString()} samples (${size.sealedSamples.toLocaleString()} sealed), ` +
-        `${size.rollupRows.toLocaleString()} rollup rows: ${size.usedBytes.toLocaleString()} bytes in used blocks = ` +
+        `${size.rollupRows.toLocaleString()} rollup windows (${size.sealedWindows.toLocaleString()} sealed, ` +
+        `${size.sealedWindowPayloadBytes === null ? '-' : size.sealedWindowPayloadBytes.toFixed(1)} bytes each): ${size.usedBytes.toLocaleString()} bytes in used blocks = ` +
         `${size.bytesPerSample.toFixed(2)} bytes/sample (target ≤ 2); file ${size.fileBytes.toLocaleString()} bytes = ` +
         `${size.fileBytesPerSample.toFixed(2)} (freed blocks are reused, not returned); chunk payload ` +
         `${size.sealedPayloadBytesPerSample.toFixed(2)} bytes/sample; compaction ${size.compactionSeconds} s`,
     );
   }
-  const size = { rows, sealed, sealedRawOnly, sealedRawOnly24h, steady24h };
+  const size = { rows, sealed, sealed24h, sealedRawOnly, sealedRawOnly24h, steady24h, steady7d };
   const out = {
     at: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },

@@ -166,7 +166,7 @@ describe('DuckDB metric store file', () => {
       const rows = (await c.runAndReadAll('SELECT version FROM schema_version')).getRows();
       assert.deepEqual(rows, [[DUCKDB_SCHEMA_VERSION]]);
       const tables = (await c.runAndReadAll("SELECT table_name FROM duckdb_tables() ORDER BY 1")).getRows();
-      assert.deepEqual(tables.flat(), ['batches', 'chunks', 'rollup_dirty', 'rollups', 'samples', 'schema_version', 'series']);
+      assert.deepEqual(tables.flat(), ['batches', 'chunks', 'rollup_chunks', 'rollup_dirty', 'rollups', 'samples', 'schema_version', 'series']);
     } finally {
       c.closeSync();
       instance.closeSync();
@@ -185,6 +185,7 @@ describe('DuckDB metric store file', () => {
     await c.run('DROP TABLE rollups');
     await c.run('DROP TABLE rollup_dirty');
     await c.run('DROP TABLE chunks');
+    await c.run('DROP TABLE rollup_chunks');
     await c.run('UPDATE schema_version SET version = 1');
     c.closeSync();
     instance.closeSync();
@@ -203,6 +204,38 @@ describe('DuckDB metric store file', () => {
       assert.equal((await store.write('t', 'b1', [sample('a', t, 1)])).duplicate, true);
     } finally {
       await store.close();
+    }
+  });
+
+  it('migrates a version 2 file (no sealed rollup windows) and keeps its rollup rows', async () => {
+    const path = freshPath();
+    const t = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    const first = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    await first.write('t', 'b1', [sample('a', t, 1), sample('a', t + 400_000, 2)]);
+    await first.compact();
+    await first.close();
+    const instance = await DuckDBInstance.create(path);
+    const c = await instance.connect();
+    await c.run('DROP TABLE rollup_chunks');
+    await c.run('UPDATE schema_version SET version = 2');
+    c.closeSync();
+    instance.closeSync();
+
+    const store = await openDuckDbStore({ path, logger, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    try {
+      const [got] = await store.selectRollup('t', [], -Infinity, Infinity, 300_000);
+      assert.deepEqual(got.windows.map((w) => [w.startMs - t, w.sum]), [[0, 1], [300_000, 2]]);
+    } finally {
+      await store.close();
+    }
+    const check = await DuckDBInstance.create(path);
+    const d = await check.connect();
+    try {
+      const versions = (await d.runAndReadAll('SELECT version FROM schema_version ORDER BY 1')).getRows().flat();
+      assert.deepEqual(versions, [2, DUCKDB_SCHEMA_VERSION]);
+    } finally {
+      d.closeSync();
+      check.closeSync();
     }
   });
 

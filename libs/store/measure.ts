@@ -21,8 +21,12 @@ export interface StorageMeasurement {
   readonly sealedSamples: number;
   /** Encoded bytes of the sealed chunks (payload only), per sealed sample. */
   readonly sealedPayloadBytesPerSample: number;
-  /** Rollup rows stored, all tiers. */
+  /** Rollup windows stored, all tiers (rows and sealed). */
   readonly rollupRows: number;
+  /** Of those, windows sealed in compressed chunks. */
+  readonly sealedWindows: number;
+  /** Encoded bytes of the sealed rollup chunks (payload only), per sealed window. */
+  readonly sealedWindowPayloadBytes: number | null;
   /** `usedBytes / samples`: everything stored (series, batch ids, rollups) per raw sample. */
   readonly bytesPerSample: number;
   /** `fileBytes / samples`. */
@@ -46,7 +50,10 @@ export async function measureBytesPerSample(path: string): Promise<StorageMeasur
       await c.runAndReadAll('SELECT coalesce(sum(n), 0)::DOUBLE, coalesce(sum(octet_length(data)), 0)::DOUBLE FROM chunks')
     ).getRows()[0] as [number, number];
     const samples = (await count('samples')) + sealed;
-    const rollupRows = await count('rollups');
+    const [sealedWindows, windowPayload] = (
+      await c.runAndReadAll('SELECT coalesce(sum(n), 0)::DOUBLE, coalesce(sum(octet_length(data)), 0)::DOUBLE FROM rollup_chunks')
+    ).getRows()[0] as [number, number];
+    const rollupRows = (await count('rollups')) + sealedWindows;
     const compression: Record<string, Record<string, number>> = {};
     const rows = await c.runAndReadAll(
       `SELECT column_name, compression, count(*)::INTEGER FROM pragma_storage_info('samples') GROUP BY ALL ORDER BY ALL`,
@@ -70,6 +77,8 @@ export async function measureBytesPerSample(path: string): Promise<StorageMeasur
       sealedSamples: sealed,
       sealedPayloadBytesPerSample: sealed === 0 ? NaN : payload / sealed,
       rollupRows,
+      sealedWindows,
+      sealedWindowPayloadBytes: sealedWindows === 0 ? null : windowPayload / sealedWindows,
       bytesPerSample: per(usedBytes),
       fileBytesPerSample: per(fileBytes),
       compression,
