@@ -16,7 +16,7 @@
  *
  * Sealing: after rolling up, the compactor moves samples older than `sealAfterMs` (2 h),
  * whole 2-hour spans at a time (see `sealNow`), into `chunks`, one row per series and
- * span holding the samples encoded by chunk.ts (about 1.3 bytes per sample against about
+ * span holding the samples encoded by chunk.ts (about 1.1 bytes per sample against about
  * 9 as rows). Reads merge sealed chunks and rows; a late sample for a sealed span stays a
  * row until the next seal. Rollup windows are sealed the same way (schema version 3,
  * `sealRollupsNow`) into `rollup_chunks`, 24 windows per row, encoded by rollup-chunk.ts;
@@ -146,8 +146,8 @@ const SCHEMA: readonly string[] = [
      data      BLOB    NOT NULL
    )`,
   // Version 3: sealed rollup windows, one row per tier, series and span of
-  // ROLLUP_SPAN_WINDOWS windows, encoded by rollup-chunk.ts (about 9 bytes per window
-  // against about 30 as a `rollups` row). `start_ms`/`end_ms` are the first and last
+  // ROLLUP_SPAN_WINDOWS windows, encoded by rollup-chunk.ts (about 7 bytes per 5-minute
+  // window against about 30 as a `rollups` row). `start_ms`/`end_ms` are the first and last
   // window starts held. A window is either a row or in one chunk, never both.
   `CREATE TABLE IF NOT EXISTS rollup_chunks (
      tenant        VARCHAR NOT NULL,
@@ -264,9 +264,9 @@ const SELECT_ROLLUP_CHUNKS = `
   ORDER BY w.idx, r.start_ms`;
 
 /**
- * Windows per sealed rollup chunk: 2 hours of 5-minute windows, a day of hourly ones.
- * Fewer windows per chunk pay the row and column headers more often; more keep the
- * newest windows as 30-byte rows for longer (a span is sealed once it has ended).
+ * Windows per sealed rollup chunk: 2 hours of 5-minute windows, a day of hourly ones
+ * (sealed over 2 hours first, see `sealRollupsNow`). Fewer windows per chunk pay the row
+ * and the encoding's column headers more often.
  */
 const ROLLUP_SPAN_WINDOWS = 24;
 
