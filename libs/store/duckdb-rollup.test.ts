@@ -136,6 +136,34 @@ describe('DuckDB sealed rollup windows', () => {
       await sealed.store.close().catch(() => undefined);
     }
   });
+  it('works off a backlog of windows to seal a few spans per compaction run', async () => {
+    const clock = { now: T0 + 12 * DAY + 3 * HOUR };
+    n += 1;
+    const path = join(root, `s${n}.duckdb`);
+    const open = () => openDuckDbStore({ path, logger, now: () => clock.now, compactionIntervalMs: 0, retentionIntervalMs: 0 });
+    let store = await open();
+    const ts = Array.from({ length: 12 * 288 }, (_, i) => T0 + i * 5 * MIN);
+    await store.write('t', 'b', [{ labels: [{ name: '__name__', value: 'g' }], timestampsMs: ts, values: ts.map((_, i) => i) }]);
+    // 12 days of 5-minute windows are 144 two-hour spans: more than one run seals.
+    const sealedAfterEachRun: number[] = [];
+    for (let run = 0; run < 3; run++) {
+      await store.compact();
+      await store.close();
+      const m = await measureBytesPerSample(path);
+      assert.equal(m.rollupRows, 12 * 288 + 12 * 24);
+      sealedAfterEachRun.push(m.sealedWindows);
+      store = await open();
+    }
+    try {
+      const [w5] = await store.selectRollup('t', [], -Infinity, Infinity, 5 * MIN);
+      assert.equal(w5.windows.length, 12 * 288);
+      assert.deepEqual(w5.windows.slice(0, 2).map((w) => [w.startMs - T0, w.sum]), [[0, 0], [5 * MIN, 1]]);
+    } finally {
+      await store.close();
+    }
+    assert.ok(sealedAfterEachRun[0] < sealedAfterEachRun[1], sealedAfterEachRun.join(' < '));
+    assert.equal(sealedAfterEachRun[2], 12 * 288 + 12 * 24);
+  });
 });
 
 describe('DuckDB columnar writes and rollup bookkeeping', () => {

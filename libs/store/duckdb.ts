@@ -272,6 +272,20 @@ const ROLLUP_SPAN_WINDOWS = 24;
 
 const SPAN_TYPES = { tenant: VARCHAR, res: BIGINT, lo: BIGINT, hi: BIGINT };
 
+/** Most (tenant, span) pairs one compaction run seals or merges per tier. */
+const SEAL_SPANS_PER_RUN = 64;
+
+/**
+ * The span a tier's windows are first sealed over: about 2 hours (as samples), whole
+ * windows, and a divisor of the tier's ROLLUP_SPAN_WINDOWS span so short chunks merge into
+ * exactly one long one.
+ */
+function shortSpan(res: number): number {
+  const fit = Math.max(1, Math.floor(CHUNK_SPAN_MS / res));
+  const k = [24, 12, 8, 6, 4, 3, 2, 1].find((d) => d <= fit)!;
+  return res * k;
+}
+
 const IN_WINDOWS = (col: string) =>
   `tenant = $tenant AND ${col} BETWEEN $lo AND $hi AND
    (${col} - ((${col} % $res) + $res) % $res) IN (SELECT unnest($windows))`;
@@ -1432,15 +1446,24 @@ class DuckDbMetricStore implements RollupStore {
     for (const tier of this.retention.tiers) {
       const res = tier.resolutionMs;
       const span = res * ROLLUP_SPAN_WINDOWS;
-      const short = Math.min(span, Math.max(res, CHUNK_SPAN_MS));
-      const shortCut = Math.floor((this.now() - this.sealAfterMs) / short) * short;
+      const short = shortSpan(res);
+      const now = this.now() - this.sealAfterMs;
+      const shortCut = Math.floor(now / short) * short;
+      const cut = Math.floor(now / span) * span;
+      // Windows of spans that have already ended go straight into their final chunk (after
+      // an upgrade, or compaction paused for a while); at most SEAL_SPANS_PER_RUN spans per
+      // run, so a backlog is worked off over several runs instead of holding up writes.
       const spans = await c.runAndReadAll(
-        `SELECT DISTINCT tenant, (window_start - ((window_start % $span) + $span) % $span)::DOUBLE FROM rollups
-         WHERE resolution_ms = $res AND window_start < $cut ORDER BY 1, 2`,
-        { span: BigInt(short), res: BigInt(res), cut: BigInt(shortCut) },
+        `SELECT DISTINCT tenant, (window_start - ((window_start % $span) + $span) % $span)::DOUBLE AS s, $span::DOUBLE FROM rollups
+         WHERE resolution_ms = $res AND window_start < $cut
+         UNION
+         SELECT DISTINCT tenant, (window_start - ((window_start % $short) + $short) % $short)::DOUBLE AS s, $short::DOUBLE FROM rollups
+         WHERE resolution_ms = $res AND window_start >= $cut AND window_start < $shortCut
+         ORDER BY 2, 1 LIMIT ${SEAL_SPANS_PER_RUN}`,
+        { span: BigInt(span), short: BigInt(short), res: BigInt(res), cut: BigInt(cut), shortCut: BigInt(shortCut) },
       );
-      for (const [tenant, spanStart] of spans.getRows() as [string, number][]) {
-        const bounds = { tenant, res: BigInt(res), lo: BigInt(spanStart), hi: BigInt(Math.min(spanStart + short, shortCut)) };
+      for (const [tenant, spanStart, width] of spans.getRows() as [string, number, number][]) {
+        const bounds = { tenant, res: BigInt(res), lo: BigInt(spanStart), hi: BigInt(spanStart + width) };
         const inSpan = 'tenant = $tenant AND resolution_ms = $res AND window_start >= $lo AND window_start < $hi';
         await this.inTransaction(c, async () => {
           const reader = await c.runAndReadAll(
@@ -1463,10 +1486,10 @@ class DuckDbMetricStore implements RollupStore {
         });
       }
       if (short === span) continue;
-      const cut = Math.floor((this.now() - this.sealAfterMs) / span) * span;
       const toMerge = await c.runAndReadAll(
         `SELECT DISTINCT tenant, (start_ms - ((start_ms % $span) + $span) % $span)::DOUBLE AS s FROM rollup_chunks
-         WHERE resolution_ms = $res AND start_ms < $cut GROUP BY tenant, series_id, s HAVING count(*) > 1 ORDER BY 1, 2`,
+         WHERE resolution_ms = $res AND start_ms < $cut GROUP BY tenant, series_id, s HAVING count(*) > 1
+         ORDER BY 2, 1 LIMIT ${SEAL_SPANS_PER_RUN}`,
         { span: BigInt(span), res: BigInt(res), cut: BigInt(cut) },
       );
       for (const [tenant, spanStart] of toMerge.getRows() as [string, number][]) {
