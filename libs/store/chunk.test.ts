@@ -91,6 +91,26 @@ describe('sealed chunk encoding', () => {
     roundTrip([-(2 ** 52), 0, 2 ** 52], [1, 2, 3]);
   });
 
+  it('stores values that are not short decimals by XOR with the previous value when smaller', () => {
+    let seed = 11;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const ts = Array.from({ length: 480 }, (_, i) => 1_700_000_000_000 + i * 15_000);
+    let cpu = 1234.5;
+    const series = {
+      // A summary quantile that rarely changes, a float counter, a full-precision gauge.
+      constant: ts.map((_, i) => (i < 240 ? 1 / 3 : 2 / 3)),
+      cpuSeconds: ts.map(() => (cpu += 15 * rand())),
+      noise: ts.map(() => rand() * 1e-3),
+    };
+    const sizes = Object.fromEntries(Object.entries(series).map(([name, vs]) => [name, roundTrip(ts, vs).length / 480]));
+    // Measured: constant 0.19, cpuSeconds 5.21, noise 7.43 bytes per sample (float64s: 8.2).
+    assert.ok(sizes.constant < 0.25 && sizes.cpuSeconds < 5.4 && sizes.noise < 7.6, JSON.stringify(sizes));
+    // Exact, bit for bit, whatever the values.
+    roundTrip([1, 2, 3, 4, 5, 6], [NaN, -0, 0, Infinity, -Infinity, Number.MIN_VALUE]);
+    roundTrip([1, 2, 3], [0.1 + 0.2, 0.1 + 0.2, 5e-324]);
+    roundTrip([1, 2], [Number.MAX_VALUE, -Number.MAX_VALUE]);
+  });
+
   it('packs integers in mixed radix exactly, whatever their range', () => {
     const cases = [
       [],
