@@ -281,7 +281,7 @@ function decodeValues(r: Reader, n: number, version: number): number[] {
  * window; `11`, leading zeros (5 bits, at most 31), meaningful length − 1 (6 bits) and the
  * meaningful bits otherwise. Bit-exact, NaN payloads and −0 included.
  */
-function encodeXor(vs: readonly number[]): Uint8Array {
+export function encodeXor(vs: readonly number[]): Uint8Array {
   const bits = new BitWriter();
   const view = new DataView(new ArrayBuffer(8));
   let prevHi = 0;
@@ -321,7 +321,8 @@ function encodeXor(vs: readonly number[]): Uint8Array {
   return bits.finish();
 }
 
-function decodeXor(bytes: Uint8Array, n: number): number[] {
+/** Inverse of {@link encodeXor}: `n` values. */
+export function decodeXor(bytes: Uint8Array, n: number): number[] {
   const bits = new BitReader(bytes);
   const out: number[] = [];
   if (n === 0) return out;
