@@ -12,6 +12,14 @@ const DAY = 24 * HOUR;
 const T0 = 19_700 * DAY;
 const QS = [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1];
 
+/**
+ * The version 2 chunk of the float windows of the byte-for-byte test: last as float64s,
+ * then max, min and sum XOR-ed, each with its previous value.
+ */
+const FLOAT_V2 =
+  '0280dddb0102c0db390000020202160000809fbb0d00343333333333d33f48afbc9af2d77a3e060b7ff0000000000000c43f88060c7ff8000000' +
+  '000000c0640040060c8000000000000000c067ffc01b029a9999999999a93f555555555555d53f00030400000e00020001';
+
 function sketchOf(values: number[], alpha?: number): QuantileSketch {
   const s = new QuantileSketch(alpha);
   for (const v of values) s.add(v);
@@ -73,6 +81,30 @@ describe('sealed rollup chunk encoding', () => {
     roundTrip(decimals.map(([last, max, min, sum], i) => win(T0 + i * 5 * MIN, { last, max, min, sum })), 5 * MIN);
   });
 
+  it('keeps NaN, ±Inf and −0 exact in XOR-ed columns, and predicts from no NaN', () => {
+    const r = seededRandom(17);
+    // A float counter whose first windows end on a NaN scrape: their last predicts neither
+    // their max nor the next window's min, which must then be XOR-ed otherwise.
+    const ts: number[] = [];
+    const vs: number[] = [];
+    let cpu = 1000;
+    for (let i = 0; i < 24 * 20; i++) {
+      ts.push(T0 + i * 15_000);
+      cpu += 15 * r();
+      vs.push(i % 20 === 19 && i < 200 ? NaN : cpu);
+    }
+    const windows = aggregateWindows(ts, vs, 5 * MIN);
+    assert.ok(Number.isNaN(windows[0].last) && !Number.isNaN(windows[0].max));
+    const bytes = roundTrip(windows, 5 * MIN);
+    // ±Inf, −0 and NaN among the values of each column in turn.
+    const specials = [Infinity, -0, NaN, -Infinity, 0];
+    for (const f of ['last', 'max', 'min', 'sum'] as const) {
+      roundTrip(windows.map((w, i) => (i % 5 === 2 ? { ...w, [f]: specials[(i / 5) % specials.length | 0] } : w)), 5 * MIN);
+    }
+    // 855 with every value column as float64s, 601 XOR-ed (measured).
+    assert.ok(bytes.length < 610, `${bytes.length} bytes`);
+  });
+
   it('round-trips sketches with zeros, negative buckets, none at all, and mixed α', () => {
     const r = seededRandom(5);
     const draw = (n: number, f: () => number) => Array.from({ length: n }, f);
@@ -115,6 +147,49 @@ describe('sealed rollup chunk encoding', () => {
     roundTrip(mergeWindows(windows, HOUR), HOUR);
   });
 
+  // Measured with this data, bytes per window with float columns as float64s → XOR-ed:
+  // 5-minute windows: counter 34.7 → 21.9, quantile 34.4 → 5.7, noise 60.0 → 57.1;
+  // 1-hour windows: counter 37.8 → 26.2, quantile 36.6 → 11.1, noise 174.0 → 170.8.
+  it('XORs float columns with their predictions, exactly and in fewer bytes than float64s', () => {
+    const r = seededRandom(13);
+    const kinds = {
+      // CPU seconds: full-precision increments, so max is last and min near the previous last.
+      counter: (v: number) => v + 15 * r(),
+      // A summary quantile that changes once an hour, at a different time in each series.
+      quantile: (_v: number, i: number, phase: number) => (Math.floor((i + phase) / 240) % 2 === 0 ? 1 / 3 : 2 / 3),
+      // Nothing to predict: the XOR modes must not cost more than float64s.
+      noise: () => r() * 1e-3,
+    };
+    const bounds = {
+      '5m': { counter: 22.2, quantile: 5.85, noise: 57.4 },
+      '1h': { counter: 26.5, quantile: 11.3, noise: 171 },
+    };
+    for (const [tier, hours] of [['5m', 2], ['1h', 24]] as const) {
+      for (const [kind, next] of Object.entries(kinds)) {
+        let bytes = 0;
+        let windows = 0;
+        for (let s = 0; s < 40; s++) {
+          const ts: number[] = [];
+          const vs: number[] = [];
+          let v = r() * 1e4;
+          const phase = Math.floor(r() * 240);
+          for (let i = 0; i < hours * 240; i++) {
+            ts.push(T0 + i * 15_000 + Math.floor(r() * 3));
+            v = next(v, i, phase);
+            vs.push(v);
+          }
+          const fine = aggregateWindows(ts, vs, 5 * MIN);
+          const ws = tier === '5m' ? fine : mergeWindows(fine, HOUR);
+          assert.equal(ws.length, 24);
+          bytes += roundTrip(ws, tier === '5m' ? 5 * MIN : HOUR).length;
+          windows += ws.length;
+        }
+        const perWindow = bytes / windows;
+        assert.ok(perWindow < bounds[tier][kind as keyof typeof kinds], `${tier} ${kind}: ${perWindow.toFixed(2)} bytes/window`);
+      }
+    }
+  });
+
   it('reads and writes version 2 byte for byte as it was first written', () => {
     const dense = Array.from({ length: 40 }, (_, i) => 50 + i / 20);
     const decimal = [
@@ -127,6 +202,16 @@ describe('sealed rollup chunk encoding', () => {
       win(T0, { min: NaN, max: Infinity, sum: -0, count: 2, last: 0.1 + 0.2, sketch: sketchOf([1, 2], 0.05) }),
       win(T0 + HOUR, { min: -Infinity, max: 2 ** 60, sum: NaN, count: 0, last: 1e-7, lastMs: T0 + 2 * HOUR - 1, sketch: sketchOf([], 1 / 3) }),
     ];
+    // A float counter: max XOR-ed with its last, min with the previous last, sum with its
+    // previous value.
+    const lasts = [1 / 3, 1 / 3 + 2 ** -40, 1 / 3 + 2 ** -39];
+    const mins = [1 / 3 - 2 ** -30, 1 / 3 + 2 ** -44, 1 / 3 + 2 ** -40 + 2 ** -44];
+    const sums = [1, 1 + 2 ** -38, 1 + 2 ** -37];
+    const counter = lasts.map((last, i) => {
+      const startMs = T0 + i * 5 * MIN;
+      const min = mins[i];
+      return win(startMs, { min, max: last, sum: sums[i], count: 3, last, lastMs: startMs + 29_000, sketch: sketchOf([min, last, last]) });
+    });
     const cases = [
       {
         windows: decimal,
@@ -138,9 +223,14 @@ describe('sealed rollup chunk encoding', () => {
       {
         windows: float,
         resolution: HOUR,
+        v2: FLOAT_V2,
+      },
+      {
+        windows: counter,
+        resolution: 5 * MIN,
         v2:
-          '0280dddb0102c0db390000020202160000809fbb0d00343333333333d33f48afbc9af2d77a3e00000000000000f07f000000000000b04300000000' +
-          '000000f87f000000000000f0ff000000000000000080000000000000f87f1b029a9999999999a93f555555555555d53f00030400000e00020001',
+          '02e0a7120380cab40500060090c50300060f3fd5555555555555fe900003800008070900000000000000000006103fd5555554555555feb004' +
+          '0038000180060f3ff0000000000000fe9000018000180b01904e0800000000000000',
       },
     ];
     for (const { windows, resolution, v2 } of cases) {
@@ -182,6 +272,24 @@ describe('sealed rollup chunk encoding', () => {
     }
     assert.throws(() => decodeWindows(Uint8Array.from([...bytes, 0])), RangeError);
     assert.throws(() => decodeWindows(Uint8Array.from([3, ...bytes.subarray(1)])), RangeError);
+    // XOR-ed columns predicted from last (max rewritten so, which alone decodes) where last
+    // is decimals (rewritten as 1, 1, which alone decodes too) or is the column itself, and
+    // a mode past the last.
+    const edit = (...edits: [string, string][]) => {
+      let hex = FLOAT_V2;
+      for (const [from, to] of edits) {
+        assert.ok(hex.includes(from), from);
+        hex = hex.replace(from, to);
+      }
+      return () => decodeWindows(Buffer.from(hex, 'hex'));
+    };
+    const decimalLast: [string, string] = ['00343333333333d33f48afbc9af2d77a3e', '0100020000'];
+    const maxFromLast: [string, string] = ['060b7ff0', '070b7ff0'];
+    assert.deepEqual(edit(decimalLast)().map((w) => w.last), [1, 1]);
+    assert.equal(edit(maxFromLast)().length, 2);
+    assert.throws(edit(decimalLast, maxFromLast), /bad reference column/);
+    assert.throws(edit(['0034333333', '0734333333']), /bad reference column/);
+    assert.throws(edit(['060b7ff0', '090b7ff0']), /unknown value column mode 9/);
     // The sketches are only looked into when one is read: a bit set past the end of the
     // last one's counts surfaces then.
     const corrupt = Uint8Array.from(bytes);
