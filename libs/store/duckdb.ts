@@ -478,6 +478,8 @@ class DuckDbMetricStore implements RollupStore {
   /** Sample reads answered by the head alone, and those that read rows and chunks. */
   private headReads = 0;
   private storedReads = 0;
+  /** Per tier, the cut up to which no sealed rollup chunks are left to merge (see `sealRollupsNow`). */
+  private readonly mergedUpTo = new Map<number, number>();
 
   constructor(
     private readonly instance: DuckDBInstance,
@@ -1447,6 +1449,7 @@ class DuckDbMetricStore implements RollupStore {
       const res = tier.resolutionMs;
       const span = res * ROLLUP_SPAN_WINDOWS;
       const short = shortSpan(res);
+      const sealedBefore = sealed;
       const now = this.now() - this.sealAfterMs;
       const shortCut = Math.floor(now / short) * short;
       const cut = Math.floor(now / span) * span;
@@ -1485,13 +1488,17 @@ class DuckDbMetricStore implements RollupStore {
           await c.run(`DELETE FROM rollups WHERE ${inSpan}`, bounds, SPAN_TYPES);
         });
       }
-      if (short === span) continue;
+      // Looking for chunks to merge reads every chunk row of the tier: only when this run
+      // sealed some, the cut has moved on, or the last look left work for later.
+      if (short === span || (sealed === sealedBefore && this.mergedUpTo.get(res) === cut)) continue;
       const toMerge = await c.runAndReadAll(
         `SELECT DISTINCT tenant, (start_ms - ((start_ms % $span) + $span) % $span)::DOUBLE AS s FROM rollup_chunks
          WHERE resolution_ms = $res AND start_ms < $cut GROUP BY tenant, series_id, s HAVING count(*) > 1
          ORDER BY 2, 1 LIMIT ${SEAL_SPANS_PER_RUN}`,
         { span: BigInt(span), res: BigInt(res), cut: BigInt(cut) },
       );
+      if (toMerge.currentRowCount < SEAL_SPANS_PER_RUN) this.mergedUpTo.set(res, cut);
+      else this.mergedUpTo.delete(res);
       for (const [tenant, spanStart] of toMerge.getRows() as [string, number][]) {
         const bounds = { tenant, res: BigInt(res), lo: BigInt(spanStart), hi: BigInt(spanStart + span) };
         const inSpan = 'tenant = $tenant AND resolution_ms = $res AND start_ms >= $lo AND start_ms < $hi';
