@@ -331,6 +331,38 @@ function rowToWindow(row: readonly DuckDBValue[], at: number): RollupWindow {
   };
 }
 
+/**
+ * Runs `fn` in a transaction on `c`: committed if it resolves, rolled back if it throws,
+ * so a pooled or writer connection is never left inside a transaction.
+ */
+async function inTransaction<T>(c: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+  await c.run('BEGIN TRANSACTION');
+  try {
+    const out = await fn();
+    await c.run('COMMIT');
+    return out;
+  } catch (err) {
+    await c.run('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Deletes the rows of `chunks` or `rollup_chunks` matching `where`; returns how many
+ * samples or windows they held (their `n`), which is what retention reports.
+ */
+async function deleteChunks(
+  c: DuckDBConnection,
+  table: 'chunks' | 'rollup_chunks',
+  where: string,
+  values: Record<string, DuckDBValue>,
+  types: Record<string, DuckDBType>,
+): Promise<number> {
+  const held = await c.runAndReadAll(`SELECT coalesce(sum(n), 0)::DOUBLE FROM ${table} WHERE ${where}`, values, types);
+  await c.run(`DELETE FROM ${table} WHERE ${where}`, values, types);
+  return held.getColumns()[0][0] as number;
+}
+
 /** One `rollup_chunks` row holding `windows` (one series', oldest first). */
 function appendWindowChunk(appender: DuckDBAppender, tenant: string, res: number, id: bigint, windows: readonly RollupWindow[]): void {
   appender.appendVarchar(tenant);
@@ -761,16 +793,7 @@ class DuckDbMetricStore implements RollupStore {
       const params = rangeParams(tenant, candidates, range);
       // Both reads in one snapshot: a seal committing between them would otherwise move
       // samples from rows to chunks unseen by either.
-      await c.run('BEGIN TRANSACTION');
-      try {
-        const out = await this.readSamples(c, tenant, candidates, range, params, tracker, limits?.maxSamples ?? Infinity);
-        await c.run('COMMIT');
-        return out;
-      } catch (err) {
-        // Leaves the pooled connection outside any transaction for its next read.
-        await c.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      return inTransaction(c, () => this.readSamples(c, tenant, candidates, range, params, tracker, limits?.maxSamples ?? Infinity));
     });
   }
 
@@ -1236,8 +1259,7 @@ class DuckDbMetricStore implements RollupStore {
     }
     let windows = 0;
     let rows = 0;
-    await c.run('BEGIN TRANSACTION');
-    try {
+    await inTransaction(c, async () => {
       for (const [tenant, set] of byTenant) {
         const all = [...set].sort((a, b) => a - b);
         for (let i = 0; i < all.length; i += COMPACTION_CHUNK) {
@@ -1256,11 +1278,7 @@ class DuckDbMetricStore implements RollupStore {
         }
       }
       await c.run('DELETE FROM rollup_dirty WHERE window_start + resolution_ms <= $now', { now: BigInt(now) });
-      await c.run('COMMIT');
-    } catch (err) {
-      await c.run('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+    });
     if (windows > 0) this.log.debug({ windows, rows }, 'rollup windows recomputed');
     return { windows, rows };
   }
@@ -1468,7 +1486,7 @@ class DuckDbMetricStore implements RollupStore {
       for (const [tenant, spanStart, width] of spans.getRows() as [string, number, number][]) {
         const bounds = { tenant, res: BigInt(res), lo: BigInt(spanStart), hi: BigInt(spanStart + width) };
         const inSpan = 'tenant = $tenant AND resolution_ms = $res AND window_start >= $lo AND window_start < $hi';
-        await this.inTransaction(c, async () => {
+        await inTransaction(c, async () => {
           const reader = await c.runAndReadAll(
             `SELECT series_id, ${ROLLUP_COLUMNS} FROM rollups WHERE ${inSpan} ORDER BY series_id, window_start`,
             bounds,
@@ -1502,7 +1520,7 @@ class DuckDbMetricStore implements RollupStore {
       for (const [tenant, spanStart] of toMerge.getRows() as [string, number][]) {
         const bounds = { tenant, res: BigInt(res), lo: BigInt(spanStart), hi: BigInt(spanStart + span) };
         const inSpan = 'tenant = $tenant AND resolution_ms = $res AND start_ms >= $lo AND start_ms < $hi';
-        await this.inTransaction(c, async () => {
+        await inTransaction(c, async () => {
           const reader = await c.runAndReadAll(`SELECT series_id, data FROM rollup_chunks WHERE ${inSpan} ORDER BY series_id, start_ms`, bounds, SPAN_TYPES);
           const rows = reader.getRows() as [bigint, DuckDBBlobValue][];
           // Read into memory, so the old chunks can go before their merged form is added.
@@ -1523,17 +1541,6 @@ class DuckDbMetricStore implements RollupStore {
     if (sealed + merged > 0) this.log.debug({ windows: sealed, chunksMerged: merged }, 'rollup windows sealed into chunks');
   }
 
-  /** Runs `fn` in a transaction on `c`, rolling back if it throws. */
-  private async inTransaction(c: DuckDBConnection, fn: () => Promise<void>): Promise<void> {
-    await c.run('BEGIN TRANSACTION');
-    try {
-      await fn();
-      await c.run('COMMIT');
-    } catch (err) {
-      await c.run('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  }
 
   /**
    * Seals raw samples older than `sealAfterMs` into one compressed chunk per series and
@@ -1564,8 +1571,7 @@ class DuckDbMetricStore implements RollupStore {
     for (const [tenant, spanStart] of rows) {
       const bounds = { tenant, lo: BigInt(spanStart), hi: BigInt(Math.min(spanStart + CHUNK_SPAN_MS, cut)) };
       const types = { tenant: VARCHAR, lo: BIGINT, hi: BIGINT };
-      await c.run('BEGIN TRANSACTION');
-      try {
+      await inTransaction(c, async () => {
         const reader = await c.runAndReadAll(
           `SELECT series_id, ts_ms::DOUBLE, value FROM samples WHERE tenant = $tenant AND ts_ms >= $lo AND ts_ms < $hi
            ORDER BY series_id, ts_ms, rowid`,
@@ -1596,11 +1602,7 @@ class DuckDbMetricStore implements RollupStore {
         await c.run('DELETE FROM samples WHERE tenant = $tenant AND ts_ms >= $lo AND ts_ms < $hi', bounds, types);
         // Before the commit, so no read that can see these chunks skips them.
         this.noteSealed(Number(bounds.hi));
-        await c.run('COMMIT');
-      } catch (err) {
-        await c.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      });
     }
     this.log.debug({ samples: sealed, spans: rows.length }, 'samples sealed into chunks');
   }
@@ -1618,56 +1620,38 @@ class DuckDbMetricStore implements RollupStore {
     const rawCut = BigInt(now - this.retention.rawRetentionMs);
     // Before the deletion commits, so the head never answers for what it removes.
     this.head.raise(Number(rawCut));
-    let samplesDeleted: number;
-    let rollupsDeleted = 0;
-    let seriesDeleted: number;
-    await c.run('BEGIN TRANSACTION');
-    try {
-      samplesDeleted = (await c.run('DELETE FROM samples WHERE ts_ms < $cut', { cut: rawCut })).rowsChanged;
+    const { samplesDeleted, rollupsDeleted, seriesDeleted } = await inTransaction(c, async () => {
+      let samplesDeleted = (await c.run('DELETE FROM samples WHERE ts_ms < $cut', { cut: rawCut })).rowsChanged;
       // A sealed chunk goes once all of it has expired (it covers at most CHUNK_SPAN_MS).
-      const expired = await c.runAndReadAll('SELECT coalesce(sum(n), 0)::DOUBLE FROM chunks WHERE end_ms < $cut', { cut: rawCut });
-      samplesDeleted += expired.getColumns()[0][0] as number;
-      await c.run('DELETE FROM chunks WHERE end_ms < $cut', { cut: rawCut });
+      samplesDeleted += await deleteChunks(c, 'chunks', 'end_ms < $cut', { cut: rawCut }, { cut: BIGINT });
+      let rollupsDeleted = 0;
       for (const t of this.retention.tiers) {
-        const r = await c.run('DELETE FROM rollups WHERE resolution_ms = $res AND window_start + $res <= $cut', {
-          res: BigInt(t.resolutionMs),
-          cut: BigInt(now - t.retentionMs),
-        });
-        rollupsDeleted += r.rowsChanged;
+        const cut = now - t.retentionMs;
+        const gone = { res: BigInt(t.resolutionMs), cut: BigInt(cut) };
+        const goneTypes = { res: BIGINT, cut: BIGINT };
+        rollupsDeleted += (await c.run('DELETE FROM rollups WHERE resolution_ms = $res AND window_start + $res <= $cut', gone)).rowsChanged;
         // Sealed windows: whole chunks once their newest window has expired, the expired
         // windows of a chunk that straddles the cut-off by unsealing it.
-        const cut = BigInt(now - t.retentionMs);
-        const gone = { res: BigInt(t.resolutionMs), cut };
-        const whole = 'resolution_ms = $res AND end_ms + $res <= $cut';
-        const n = await c.runAndReadAll(`SELECT coalesce(sum(n), 0)::DOUBLE FROM rollup_chunks WHERE ${whole}`, gone);
-        rollupsDeleted += n.getColumns()[0][0] as number;
-        await c.run(`DELETE FROM rollup_chunks WHERE ${whole}`, gone);
-        rollupsDeleted += await this.unseal(c, t.resolutionMs, 'start_ms + $res <= $cut', { cut }, { cut: BIGINT }, (start) =>
-          start + t.resolutionMs > now - t.retentionMs,
+        rollupsDeleted += await deleteChunks(c, 'rollup_chunks', 'resolution_ms = $res AND end_ms + $res <= $cut', gone, goneTypes);
+        rollupsDeleted += await this.unseal(c, t.resolutionMs, 'start_ms + $res <= $cut', { cut: gone.cut }, { cut: BIGINT }, (start) =>
+          start + t.resolutionMs > cut,
         );
       }
-      const tiers = listValue(this.retention.tiers.map((t) => BigInt(t.resolutionMs)));
-      rollupsDeleted += (
-        await c.run('DELETE FROM rollups WHERE NOT list_contains($tiers, resolution_ms)', { tiers }, { tiers: LIST(BIGINT) })
-      ).rowsChanged;
-      const unconfigured = 'NOT list_contains($tiers, resolution_ms)';
-      const left = await c.runAndReadAll(`SELECT coalesce(sum(n), 0)::DOUBLE FROM rollup_chunks WHERE ${unconfigured}`, { tiers }, { tiers: LIST(BIGINT) });
-      rollupsDeleted += left.getColumns()[0][0] as number;
-      await c.run(`DELETE FROM rollup_chunks WHERE ${unconfigured}`, { tiers }, { tiers: LIST(BIGINT) });
+      const tiers = { tiers: listValue(this.retention.tiers.map((t) => BigInt(t.resolutionMs))) };
+      const tierTypes = { tiers: LIST(BIGINT) };
+      rollupsDeleted += (await c.run('DELETE FROM rollups WHERE NOT list_contains($tiers, resolution_ms)', tiers, tierTypes)).rowsChanged;
+      rollupsDeleted += await deleteChunks(c, 'rollup_chunks', 'NOT list_contains($tiers, resolution_ms)', tiers, tierTypes);
       await c.run('DELETE FROM rollup_dirty WHERE window_start + resolution_ms <= $cut', { cut: rawCut });
       await c.run('DELETE FROM batches WHERE written_at_ms < $cut', { cut: rawCut });
-      seriesDeleted = (
+      const seriesDeleted = (
         await c.run(`DELETE FROM series s WHERE
            NOT EXISTS (SELECT 1 FROM samples x WHERE x.tenant = s.tenant AND x.series_id = s.series_id) AND
            NOT EXISTS (SELECT 1 FROM chunks k WHERE k.tenant = s.tenant AND k.series_id = s.series_id) AND
            NOT EXISTS (SELECT 1 FROM rollups r WHERE r.tenant = s.tenant AND r.series_id = s.series_id) AND
            NOT EXISTS (SELECT 1 FROM rollup_chunks q WHERE q.tenant = s.tenant AND q.series_id = s.series_id)`)
       ).rowsChanged;
-      await c.run('COMMIT');
-    } catch (err) {
-      await c.run('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+      return { samplesDeleted, rollupsDeleted, seriesDeleted };
+    });
     if (seriesDeleted > 0) {
       // Deleted series must be written to the series table again if they come back.
       this.knownSeries.clear();
@@ -1951,8 +1935,7 @@ function numbers(vector: DuckDBDoubleVector | DuckDBIntegerVector, n: number): A
 }
 
 async function migrate(c: DuckDBConnection, log: Logger, finestMs: number | undefined): Promise<void> {
-  await c.run('BEGIN TRANSACTION');
-  try {
+  await inTransaction(c, async () => {
     await c.run('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at_ms BIGINT NOT NULL)');
     const reader = await c.runAndReadAll('SELECT max(version) FROM schema_version');
     const found = reader.getColumns()[0][0] as number | null;
@@ -1978,11 +1961,7 @@ async function migrate(c: DuckDBConnection, log: Logger, finestMs: number | unde
       await c.run('INSERT INTO schema_version VALUES ($v, $at)', { v: DUCKDB_SCHEMA_VERSION, at: BigInt(Date.now()) });
       log.info({ from: found, schemaVersion: DUCKDB_SCHEMA_VERSION }, 'metric store schema migrated');
     }
-    await c.run('COMMIT');
-  } catch (err) {
-    await c.run('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /**
