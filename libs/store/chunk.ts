@@ -5,9 +5,9 @@
  * Why not leave it to DuckDB's column compression: measured on counters, noisy gauges and
  * histogram buckets, the row-per-sample table takes about 9.5 bytes per sample (8 sorted),
  * because ALP and bit-packing see absolute values and absolute timestamps. Encoding
- * differences instead — delta-of-delta timestamps (a fixed scrape interval with
+ * differences instead — timestamps off a scrape grid or their deltas (a fixed interval with
  * millisecond jitter needs 2–3 bits) and deltas of decimal-scaled values (a counter's
- * increments, a gauge's steps) — packed in mixed radix per chunk, takes about 1.05.
+ * increments, a gauge's steps) — packed in mixed radix per chunk, takes about 1.1.
  *
  * Layout (version 3): version byte, sample count (varint), then the timestamps and the
  * values, each as a mode byte followed by its data:
@@ -26,7 +26,7 @@
  * time delta-of-deltas and value deltas and packed them at a whole bit width; version 2
  * packed their distances from the minimum at a whole bit width, with no grid mode.
  * Measured on the store benchmark's mix of counters, gauges and histogram buckets: 1.49
- * (v1), 1.30 (v2), 1.05 (v3) bytes per sample; the grid took 15 s ± 2 ms timestamps from
+ * (v1), 1.30 (v2), 1.09 (v3) bytes per sample; the grid took 15 s ± 2 ms timestamps from
  * 3 bits to 2, mixed radix a counter's increments of 0–99 from 7 to 6.7 and the grid
  * offsets to 1.6.
  */
@@ -183,8 +183,12 @@ function spread(xs: readonly number[]): number {
   return xs.length === 0 ? 0 : hi - lo;
 }
 
-/** The smallest decimal exponent (0–6) at which every value is an exact scaled integer. */
-function decimalExponent(vs: readonly number[]): number | undefined {
+/**
+ * The smallest decimal exponent (0–6) at which every value is an exact scaled integer of
+ * magnitude below 2^49, or undefined (NaN, ±Inf, −0, more decimals). Shared with the rollup
+ * window format, whose value columns are scaled the same way.
+ */
+export function decimalExponent(vs: readonly number[]): number | undefined {
   outer: for (let k = 0; k <= 6; k++) {
     const scale = 10 ** k;
     for (const v of vs) {
@@ -633,8 +637,8 @@ export class Reader {
     let at = 0;
     for (let g of groups) {
       for (let j = 0; j < k && at < count; j++) {
-        // Not `g % radix`: V8 computes a float remainder by calling fmod, several times
-        // slower than a division (measured: 51 against 20 ns per value).
+        // Not `g % radix`: V8 computes a float remainder by calling fmod, which is
+        // slower than a division (measured on 480 values of 0–99: 51 against 31 ns per value).
         const q = Math.floor(g / radix);
         out[at++] = min + (g - q * radix);
         g = q;

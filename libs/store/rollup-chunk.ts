@@ -52,7 +52,7 @@
  * is read (see `SketchRun`); the section's length lets decoding check the chunk's length
  * without looking inside it.
  */
-import { decodeXor, encodeXor, Writer, zigzag } from './chunk.js';
+import { decimalExponent, decodeXor, encodeXor, Writer, zigzag } from './chunk.js';
 import type { RollupWindow } from './rollup.js';
 import { QuantileSketch } from './sketch.js';
 
@@ -267,19 +267,6 @@ class SealedWindow implements RollupWindow {
   }
 }
 
-/** The smallest decimal exponent (0–6) at which every value is an exact scaled integer. */
-function decimalExponent(vs: readonly number[]): number | undefined {
-  outer: for (let k = 0; k < POW10.length; k++) {
-    const scale = POW10[k];
-    for (const v of vs) {
-      if (!Number.isFinite(v) || Object.is(v, -0)) return undefined;
-      const s = Math.round(v * scale);
-      if (!(Math.abs(s) < LIMIT) || s / scale !== v) continue outer;
-    }
-    return k;
-  }
-  return undefined;
-}
 
 /** One way to write a column: the predictor and what it leaves to store. */
 interface Candidate {
