@@ -588,7 +588,7 @@ class DuckDbMetricStore implements RollupStore {
         const idx = row[0] as number;
         let windows = byIdx.get(idx);
         if (windows === undefined) byIdx.set(idx, (windows = []));
-        else if (windows.length > 0 && !mixed.has(idx)) mixed.add(idx);
+        else if (windows.length > 0) mixed.add(idx);
         windows.push(rowToWindow(row, 1));
       }
       const out: RollupSeries[] = [];
